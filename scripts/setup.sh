@@ -33,11 +33,14 @@ mkdir -p /opt/python/cp311-cp311/include \
 ln -sfn "$PYINC" /opt/python/cp311-cp311/include/python3.11
 ln -sfn "$NPINC" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
 
-# Build msg/srv + install the Python package (fast when nothing changed).
+# Build msg/srv + install the Python package (fast when nothing changed). NumPy's
+# headers are named through the shim: the venv may lie inside the source tree, and
+# CMake refuses exported include paths under the source directory.
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV" CMAKE_PREFIX_PATH="$VIRTUAL_ENV"
 if [ -f package.xml ]; then
   colcon --log-base "$ROOT/log" build --base-paths "$ROOT" --build-base "$ROOT/build" \
     --install-base "$ROOT/install" \
     --cmake-args -DPython3_EXECUTABLE="$(which python)" -DBUILD_TESTING=OFF \
+    -DPython3_NumPy_INCLUDE_DIR=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include \
     > "$ROOT/log/colcon-build.txt" 2>&1 || { cat "$ROOT/log/colcon-build.txt"; exit 1; }
 fi

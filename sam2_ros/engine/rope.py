@@ -1,0 +1,61 @@
+"""2D axial rotary position encoding (RoPE) for square token grids.
+
+Channels are rotated in adjacent pairs (2i, 2i+1): the first half of the pairs by the
+token's column index, the second half by its row index, each with `head_dim // 4`
+frequencies. The reference does this with complex multiplication; here it is written with
+real cos/sin tables so that the same code exports to ONNX and TensorRT.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+
+def grid_side(num_tokens: int) -> int:
+    """Side of the square grid that `num_tokens` tokens form (row-major)."""
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise ValueError(f"RoPE expects a square token grid, got {num_tokens} tokens")
+    return side
+
+
+@functools.lru_cache(maxsize=32)
+def axial_tables(
+    head_dim: int, side: int, theta: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotation angles, each (side * side, head_dim // 2) float32.
+
+    Cached per (head_dim, side, theta, device), shared by every attention layer.
+    """
+    if head_dim % 4:
+        raise ValueError(f"RoPE head_dim must be a multiple of 4, got {head_dim}")
+    # Normal tensors even when first asked for under inference_mode, so a later autograd
+    # pass can still save them for backward.
+    with torch.inference_mode(False), torch.no_grad():
+        exponents = torch.arange(0, head_dim, 4, device=device)[: head_dim // 4].float() / head_dim
+        freqs = 1.0 / (theta ** exponents)  # (head_dim/4,)
+        t = torch.arange(side * side, dtype=torch.float32, device=device)
+        col = t % side  # (N,)
+        row = torch.div(t, side, rounding_mode="floor")  # (N,)
+        angles = torch.cat((torch.outer(col, freqs), torch.outer(row, freqs)), dim=-1)  # (N, head_dim/2)
+        return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x: (..., K * N, head_dim) by tables (N, head_dim / 2), repeated over the K blocks.
+
+    K > 1 is the memory case: K frames of N tokens, each frame with the same positions.
+    Computed in float32 (as the reference does) and returned in x's dtype.
+    """
+    n, half = cos.shape
+    if x.shape[-1] != 2 * half:
+        raise ValueError(f"RoPE expects head_dim {2 * half}, got {x.shape[-1]}")
+    if x.shape[-2] % n:
+        raise ValueError(f"RoPE expects a multiple of {n} tokens (frames of the grid), got {x.shape[-2]}")
+    lead = x.shape[:-2]
+    pairs = x.float().reshape(*lead, x.shape[-2] // n, n, half, 2)  # (..., K, N, head_dim/2, 2)
+    even, odd = pairs[..., 0], pairs[..., 1]  # (..., K, N, head_dim/2)
+    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)  # (..., K, N, head_dim/2, 2)
+    return rotated.reshape(x.shape).type_as(x)

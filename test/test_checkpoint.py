@@ -155,3 +155,23 @@ def test_sam20_file_in_sam21_model_names_versions(tmp_path: Path) -> None:
     assert (report.checkpoint_version, report.model_version) == ("2.0", "2.1")
     assert set(report.missing) == {"no_obj_embed_spatial", "obj_ptr_tpos_proj.weight", "obj_ptr_tpos_proj.bias"}
     assert "SAM 2.0 checkpoint in a SAM 2.1 model" in report.version_notes[0]
+
+
+@pytest.mark.parametrize("version", ["2.1", "2.0"])
+def test_full_model_round_trip(version: str, tmp_path: Path) -> None:
+    model_module = pytest.importorskip("sam2_ros.engine.model", reason="full model (engine/model.py) not written yet")
+    reference = build_reference("tiny", 256, version=version)
+    path = save_official(reference, tmp_path / f"sam{version}_tiny.pt")
+    model = model_module.build_model("tiny", 256, version)
+    report = load_checkpoint(model, path)
+    assert_same_weights(model, reference.state_dict())
+    assert set(report.loaded) == set(reference.state_dict())
+    assert (report.checkpoint_version, report.model_version, report.checkpoint_size) == (version, version, "tiny")
+    assert report.version_notes == ()
+
+
+def test_full_model_of_another_size_names_both(tmp_path: Path, reference: nn.Module) -> None:
+    model_module = pytest.importorskip("sam2_ros.engine.model", reason="full model (engine/model.py) not written yet")
+    path = save_official(reference, tmp_path / "sam2.1_tiny.pt")
+    with pytest.raises(CheckpointError, match=r"checkpoint is SAM 2\.1 tiny .*model is SAM 2\.1 small"):
+        load_checkpoint(model_module.build_model("small", 256, "2.1"), path)

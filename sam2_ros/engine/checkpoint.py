@@ -75,11 +75,11 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, strict: bool =
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     )
-    ckpt_version, model_version = _version(state), _version(expected)
     if misshaped or (strict and (missing or unexpected)):
         raise CheckpointError(_mismatch_message(path, state, expected, missing, unexpected, misshaped))
 
     model.load_state_dict(state, strict=strict)
+    ckpt_version, model_version = _version(state), _version(expected)
     return LoadReport(
         path=path,
         loaded=tuple(k for k in state if k in expected),

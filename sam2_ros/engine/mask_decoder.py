@@ -148,9 +148,9 @@ class MaskDecoder(nn.Module):
 
         masks (B, M+1, H, W), iou_pred (B, M+1) -> (B, 1, H, W), (B, 1).
         """
-        best = iou_pred[:, 1:].argmax(dim=-1)[:, None] + 1  # (B, 1), index into all tokens
-        best_masks = torch.take_along_dim(masks, best[:, :, None, None], dim=1)  # (B, 1, H, W)
-        best_iou = torch.take_along_dim(iou_pred, best, dim=1)  # (B, 1)
+        best = iou_pred[:, 1:].argmax(dim=-1, keepdim=True) + 1  # (B, 1), index into all tokens
+        best_iou = iou_pred.gather(1, best)  # (B, 1)
+        best_masks = masks.gather(1, best[:, :, None, None].expand(-1, -1, *masks.shape[-2:]))  # (B, 1, H, W)
         single_masks, single_iou = masks[:, :1], iou_pred[:, :1]
         is_stable = stability_scores(single_masks, self.cfg.dynamic_multimask_stability_delta) >= (
             self.cfg.dynamic_multimask_stability_thresh

@@ -212,3 +212,39 @@ def test_input_validation() -> None:
     bad["curr"], bad["curr_pos"] = bad["curr"][:, :200], bad["curr_pos"][:, :200]
     with pytest.raises(ValueError, match="square token grid"):
         ours(**bad)
+
+
+# --- Export ---------------------------------------------------------------------------------
+
+
+def test_onnx_export_with_mask_matches_eager(tmp_path: Path) -> None:
+    """Exports through torch.export (RoPE without complex tensors), runs in onnxruntime, and
+    leaves the eager RoPE cache usable (tracing must not fill it with fake tensors)."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    pytest.importorskip("onnxscript", reason="onnxscript (torch.onnx dynamo exporter) not installed")
+    torch.manual_seed(0)
+    cfg = MemoryAttentionConfig(d_model=32, kv_in_dim=16, num_layers=2, dim_feedforward=64, rope_theta=777.0)
+    model = MemoryAttention(cfg).eval()
+    side, frames, ptr_tokens = 4, 3, 8
+    m = frames * side * side + ptr_tokens
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, curr: torch.Tensor, curr_pos: torch.Tensor, memory: torch.Tensor,
+                    memory_pos: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+            return self.model(curr, curr_pos, memory, memory_pos, ptr_tokens, memory_mask)
+
+    args = (torch.randn(1, side * side, 32), torch.randn(1, side * side, 32), torch.randn(1, m, 16),
+            torch.randn(1, m, 16), torch.rand(1, m) > 0.3)
+    path = tmp_path / "memory_attention.onnx"
+    torch.onnx.export(Wrapper().eval(), args, str(path), dynamo=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    got = session.run(None, {n: a.numpy() for n, a in zip(names, args)})[0]
+    with torch.no_grad():
+        eager = Wrapper()(*args)
+    assert type(axial_tables(32, side, 777.0, torch.device("cpu"))[0]) is torch.Tensor
+    assert max_diff(torch.from_numpy(got), eager) <= 1e-5

@@ -21,26 +21,36 @@ def grid_side(num_tokens: int) -> int:
     return side
 
 
-@functools.lru_cache(maxsize=32)
-def axial_tables(
-    head_dim: int, side: int, theta: float, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+def axial_tables(head_dim: int, side: int, theta: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the rotation angles, each (side * side, head_dim // 2) float32.
 
-    Cached per (head_dim, side, theta, device), shared by every attention layer.
+    Cached per (head_dim, side, theta, device) and shared by every attention layer in eager
+    mode. While torch.export / torch.compile trace they are computed in the graph instead:
+    a cache filled then would keep the tracer's fake tensors.
     """
     if head_dim % 4:
         raise ValueError(f"RoPE head_dim must be a multiple of 4, got {head_dim}")
+    if torch.compiler.is_compiling():
+        return _compute_tables(head_dim, side, theta, device)
+    return _cached_tables(head_dim, side, theta, device)
+
+
+def _compute_tables(head_dim: int, side: int, theta: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    exponents = torch.arange(0, head_dim, 4, device=device)[: head_dim // 4].float() / head_dim
+    freqs = 1.0 / (theta ** exponents)  # (head_dim/4,)
+    t = torch.arange(side * side, dtype=torch.float32, device=device)
+    col = t % side  # (N,)
+    row = torch.div(t, side, rounding_mode="floor")  # (N,)
+    angles = torch.cat((torch.outer(col, freqs), torch.outer(row, freqs)), dim=-1)  # (N, head_dim/2)
+    return angles.cos(), angles.sin()
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_tables(head_dim: int, side: int, theta: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     # Normal tensors even when first asked for under inference_mode, so a later autograd
     # pass can still save them for backward.
     with torch.inference_mode(False), torch.no_grad():
-        exponents = torch.arange(0, head_dim, 4, device=device)[: head_dim // 4].float() / head_dim
-        freqs = 1.0 / (theta ** exponents)  # (head_dim/4,)
-        t = torch.arange(side * side, dtype=torch.float32, device=device)
-        col = t % side  # (N,)
-        row = torch.div(t, side, rounding_mode="floor")  # (N,)
-        angles = torch.cat((torch.outer(col, freqs), torch.outer(row, freqs)), dim=-1)  # (N, head_dim/2)
-        return angles.cos(), angles.sin()
+        return _compute_tables(head_dim, side, theta, device)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

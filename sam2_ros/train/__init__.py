@@ -1,0 +1,1 @@
+"""Procedural training videos, SAM 2 prompt simulation and J&F metrics (pure numpy)."""

@@ -17,6 +17,7 @@ from sam2_ros.train.textures import random_texture
 
 SHAPES = ("ellipse", "polygon", "star", "rounded_rect")
 GLYPHS = string.ascii_uppercase + string.digits + "abdefghkmnqrty&?#@%"
+GLYPH_FONT_SIZE = 128  # drawn once at this size, then resized, so one font object serves all sprites
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,24 @@ def place(sprite: Sprite, pose: Pose, image_shape: tuple[int, int]) -> tuple[sli
     return slice(y0, y1), slice(x0, x1), alpha, sprite.texture[v, u]
 
 
-@lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
+@lru_cache(maxsize=1)
+def _font() -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=GLYPH_FONT_SIZE)
+
+
+def _glyph(rng: np.random.Generator, size: int) -> Image.Image:
+    """A random letter, digit or sign, drawn bold and scaled so its longer side spans `size`."""
+    char = GLYPHS[rng.integers(len(GLYPHS))]
+    stroke = int(GLYPH_FONT_SIZE * rng.uniform(0.01, 0.07))  # the font is thin; strokes keep glyphs solid
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    left, top, right, bottom = probe.textbbox((0, 0), char, font=_font(), stroke_width=stroke)
+    glyph = Image.new("L", (right - left, bottom - top), 0)
+    ImageDraw.Draw(glyph).text((-left, -top), char, fill=255, font=_font(), stroke_width=stroke, stroke_fill=255)
+    fit = size / max(glyph.size)
+    glyph = glyph.resize((max(round(glyph.width * fit), 1), max(round(glyph.height * fit), 1)), Image.BILINEAR)
+    out = Image.new("L", (size, size), 0)
+    out.paste(glyph, ((size - glyph.width) // 2, (size - glyph.height) // 2))
+    return out
 
 
 def silhouette(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
@@ -105,12 +121,7 @@ def silhouette(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
         corner = min(hw, hh) * rng.uniform(0.0, 0.8)
         draw.rounded_rectangle([c - hw, c - hh, c + hw, c + hh], radius=corner, fill=255)
     elif kind == "glyph":
-        char = GLYPHS[rng.integers(len(GLYPHS))]
-        font = _font(int(size * 0.9))
-        stroke = int(size * rng.uniform(0.0, 0.05))  # bolder glyphs are easier to see when small
-        left, top, right, bottom = draw.textbbox((0, 0), char, font=font, stroke_width=stroke)
-        origin = ((size - (right - left)) / 2 - left, (size - (bottom - top)) / 2 - top)
-        draw.text(origin, char, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+        canvas.paste(_glyph(rng, size - 2), (1, 1))
     else:
         raise ValueError(f"unknown silhouette kind {kind!r}; expected one of {SHAPES + ('glyph',)}")
     return np.asarray(canvas) > 127

@@ -34,13 +34,12 @@ def _blend(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Smooth colour noise: a coarse random grid upsampled (blotches of 2 to 16 cells a side)."""
+    """Smooth two-colour noise: blotches of 2 to 16 cells a side, with a little per-cell hue."""
     cells = int(rng.integers(2, 17))
-    grid = rng.uniform(0, 255, size=(cells, cells, 3))
-    base = upsample(grid, shape)
-    # Pull toward one palette colour so the texture reads as one material.
-    weight = rng.uniform(0.0, 0.6)
-    return base * (1 - weight) + random_color(rng) * weight
+    mix = rng.uniform(0, 1, size=(cells, cells, 1))
+    grid = random_color(rng) * (1 - mix) + random_color(rng) * mix  # (cells, cells, 3)
+    grid += rng.normal(0, rng.uniform(0, 40), size=grid.shape)
+    return upsample(grid, shape)
 
 
 def stripes(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:

@@ -141,7 +141,7 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur of a float (H, W, 3) image, edges replicated."""
     radius = max(int(np.ceil(2 * sigma)), 1)
     offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2).astype(np.float32)
     kernel /= kernel.sum()
     h, w = image.shape[:2]
     padded = np.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="edge")
@@ -158,11 +158,11 @@ def _camera_effects(rng: np.random.Generator, frames: np.ndarray, difficulty: Di
     noise_std = rng.uniform(0.0, difficulty.max_noise)
     out = np.empty_like(frames)
     for t in range(num_frames):  # frame by frame keeps the float buffers in cache
-        gain = start + (end - start) * t / max(num_frames - 1, 1)
+        gain = np.float32(start + (end - start) * t / max(num_frames - 1, 1))
         frame = frames[t] * (tint * gain)  # (H, W, 3) float32
         if rng.random() < difficulty.blur_prob:
-            frame = _blur(frame, rng.uniform(0.4, 1.2))
-        frame += rng.standard_normal(size=frame.shape, dtype=np.float32) * noise_std + 0.5  # + 0.5: round
+            frame = _blur(frame, float(rng.uniform(0.4, 1.2)))
+        frame += rng.standard_normal(size=frame.shape, dtype=np.float32) * np.float32(noise_std) + 0.5  # + 0.5: round
         out[t] = np.clip(frame, 0, 255, out=frame)
     return out
 

@@ -32,7 +32,7 @@ def weights_dirs() -> list[Path]:
                                                  get_package_share_directory)
         try:
             dirs.append(Path(get_package_share_directory("sam2_ros")) / "weights")
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # not installed, or no AMENT_PREFIX_PATH
             pass
     except ImportError:
         pass

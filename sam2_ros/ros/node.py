@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from collections.abc import Callable
 
 import numpy as np
@@ -55,13 +56,21 @@ class Sam2Node(LifecycleNode):
 
     # Lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # rclpy swallows exceptions from transition callbacks: report them here.
         try:
-            self.config = read_config(self)
-            tracker = build_tracker(self.config, log=self.get_logger().info)
+            self._configure()
         except (ParameterError, ModelLoadError) as error:
             self.get_logger().error(str(error))
             return FAILURE
-        config = self.config
+        except Exception:
+            self.get_logger().error(f"configure failed:\n{traceback.format_exc()}")
+            return FAILURE
+        return SUCCESS
+
+    def _configure(self) -> None:
+        config = read_config(self)
+        tracker = build_tracker(config, log=self.get_logger().info)
+        self.config = config
         self._frames = FrameBuffer(capacity=config.frame_buffer_length)
         self._session = TrackingSession(tracker, frames=self._frames,
                                         capacity=config.frame_buffer_length,
@@ -92,7 +101,6 @@ class Sam2Node(LifecycleNode):
         self.get_logger().info(
             f"configured: {config.model_size} at {config.image_size} px on {config.device} "
             f"({config.dtype}); camera {self.resolve_topic_name(config.image_topic)}")
-        return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         config = self.config

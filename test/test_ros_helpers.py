@@ -330,16 +330,16 @@ def test_build_tracker_refuses_without_weights_and_unknown_backend(tmp_path, mon
     logs: list[str] = []
     config = parameters.NodeConfig(image_size=256)
     with pytest.raises(model_loading.ModelLoadError, match="no checkpoint for model_size"):
-        model_loading.build_tracker(config, log=logs.append)
+        model_loading.build_tracker(config, info=logs.append, warn=logs.append)
     with pytest.raises(model_loading.ModelLoadError, match="backend 'onnxruntime' is not available"):
         model_loading.build_tracker(dataclasses.replace(config, backend="onnxruntime"),
-                                    log=logs.append)
+                                    info=logs.append, warn=logs.append)
     with pytest.raises(model_loading.ModelLoadError, match="needs a CUDA device"):
         model_loading.build_tracker(dataclasses.replace(config, dtype="float16",
                                                         allow_random_weights=True),
-                                    log=logs.append)
+                                    info=logs.append, warn=logs.append)
     tracker = model_loading.build_tracker(dataclasses.replace(config, allow_random_weights=True),
-                                          log=logs.append)
+                                          info=logs.append, warn=logs.append)
     assert "RANDOM weights" in logs[-1] and tracker.object_ids == []
 
 
@@ -353,14 +353,14 @@ def test_build_tracker_loads_a_checkpoint(tmp_path) -> None:
     torch.save({"model": model.state_dict()}, path)
     logs: list[str] = []
     config = parameters.NodeConfig(checkpoint=str(path), image_size=256)
-    tracker = model_loading.build_tracker(config, log=logs.append)
+    tracker = model_loading.build_tracker(config, info=logs.append, warn=logs.append)
     assert str(path) in logs[-1] and "loaded" in logs[-1]
     loaded = tracker.model.state_dict()
     for key, value in model.state_dict().items():
         assert torch.equal(loaded[key], value), key
     torch.save({"model": {"bogus": torch.zeros(1)}}, path)
     with pytest.raises(model_loading.ModelLoadError, match="cannot load the checkpoint"):
-        model_loading.build_tracker(config, log=logs.append)
+        model_loading.build_tracker(config, info=logs.append, warn=logs.append)
 
 
 # weights/download.py -------------------------------------------------------------------

@@ -78,7 +78,8 @@ def _check_backend(config: NodeConfig) -> None:
             f"use backend:=torch")
 
 
-def build_tracker(config: NodeConfig, *, log: Callable[[str], None]):
+def build_tracker(config: NodeConfig, *, info: Callable[[str], None],
+                  warn: Callable[[str], None]):
     """Build, load and place the tracker the parameters describe."""
     _check_backend(config)
     import torch
@@ -94,11 +95,11 @@ def build_tracker(config: NodeConfig, *, log: Callable[[str], None]):
         raise ModelLoadError(f"cannot build the model: {error}") from error
     try:
         report = load_checkpoint(model, find_checkpoint(config))
-        log(report.summary())
+        info(report.summary())
     except ModelLoadError as error:
         if not config.allow_random_weights:
             raise
-        log(f"{error}\nallow_random_weights is true: starting with RANDOM weights; the "
+        warn(f"{error}\nallow_random_weights is true: starting with RANDOM weights; the "
             f"masks are meaningless (fine for tests and demos).")
     except ValueError as error:  # CheckpointError: wrong, partial or damaged file
         raise ModelLoadError(f"cannot load the checkpoint: {error}") from error

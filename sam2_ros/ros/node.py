@@ -69,7 +69,8 @@ class Sam2Node(LifecycleNode):
 
     def _configure(self) -> None:
         config = read_config(self)
-        tracker = build_tracker(config, log=self.get_logger().info)
+        tracker = build_tracker(config, info=self.get_logger().info,
+                                warn=self.get_logger().warning)
         self.config = config
         self._frames = FrameBuffer(capacity=config.frame_buffer_length)
         self._session = TrackingSession(tracker, frames=self._frames,

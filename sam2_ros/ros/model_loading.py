@@ -89,6 +89,7 @@ def build_tracker(config: NodeConfig, *, info: Callable[[str], None],
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"device {config.device!r} requested but CUDA is not available "
                              f"to torch {torch.__version__}; use device:=cpu")
+    torch.manual_seed(0)  # random weights (when allowed) are the same on every run
     try:
         model = build_model(config.model_size, image_size=config.image_size)
     except ValueError as error:

@@ -183,6 +183,8 @@ class Sam2Node(LifecycleNode):
         self._memory_bytes = self._session.memory_bytes()
 
     def _log_frame_error(self, error: BaseException) -> None:
+        if not self.context.ok():
+            return  # shutting down (Ctrl-C) while a frame was in flight
         self.get_logger().error(f"tracking a frame failed: {error!r}", throttle_duration_sec=5.0)
 
     # Outputs --------------------------------------------------------------------------

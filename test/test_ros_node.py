@@ -206,7 +206,7 @@ def test_node_in_process(context) -> None:
         # Lifecycle: deactivate, clean up, and a bad parameter fails configure clearly.
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-        node.set_parameters([Parameter("backend", value="tensorrt")])
+        node.set_parameters([Parameter("device", value="gpu7")])
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
     finally:

@@ -71,17 +71,9 @@ def find_checkpoint(config: NodeConfig) -> Path:
         f"parameter, or set allow_random_weights:=true for a test run (meaningless masks).")
 
 
-def _check_backend(config: NodeConfig) -> None:
-    if config.backend != "torch":
-        raise ModelLoadError(
-            f"backend {config.backend!r} is not available in this build of sam2_ros; "
-            f"use backend:=torch")
-
-
 def build_tracker(config: NodeConfig, *, info: Callable[[str], None],
                   warn: Callable[[str], None]):
     """Build, load and place the tracker the parameters describe."""
-    _check_backend(config)
     import torch
 
     from sam2_ros.engine import StreamingTracker, build_model, load_checkpoint
@@ -106,6 +98,10 @@ def build_tracker(config: NodeConfig, *, info: Callable[[str], None],
         raise ModelLoadError(f"cannot load the checkpoint: {error}") from error
     try:
         return StreamingTracker(model, max_conditioning_frames=config.max_conditioning_frames,
-                                device=config.device, dtype=getattr(torch, config.dtype))
+                                device=config.device, dtype=getattr(torch, config.dtype),
+                                backend=config.backend)
+    except ImportError as error:  # the backend's packages are missing (BackendUnavailable)
+        raise ModelLoadError(f"backend {config.backend!r} is unavailable: {error}; "
+                             f"or use backend:=torch") from error
     except ValueError as error:  # e.g. a reduced dtype on CPU
         raise ModelLoadError(f"cannot start the tracker: {error}") from error

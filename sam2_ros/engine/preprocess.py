@@ -26,9 +26,7 @@ def check_frame(frame: object) -> np.ndarray:
     return frame
 
 
-def preprocess_frame(
-    frame: np.ndarray, image_size: int, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
+def preprocess_frame(frame: np.ndarray, image_size: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, S, S) normalized model input.
 
     Scaled to [0, 1], resized with antialiased bilinear interpolation (as the reference image
@@ -40,7 +38,7 @@ def preprocess_frame(
         image = F.interpolate(image, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
     mean = torch.tensor(IMAGENET_MEAN, device=image.device).reshape(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=image.device).reshape(1, 3, 1, 1)
-    return ((image - mean) / std).to(dtype)  # (1, 3, S, S)
+    return (image - mean) / std  # (1, 3, S, S) float32
 
 
 def points_to_model(points: np.ndarray, frame_hw: tuple[int, int], image_size: int) -> np.ndarray:

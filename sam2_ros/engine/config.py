@@ -59,15 +59,9 @@ class SAM2Config:
         """Side of the lowest-resolution feature map (memory attention runs on it)."""
         return self.image_size // BACKBONE_STRIDE
 
-    @property
-    def low_res_size(self) -> int:
-        """Side of the decoder's mask logits (stride 4)."""
-        return self.image_size // 4
-
 
 # Hiera trunks of the released checkpoints (identical in SAM 2.0 and 2.1); the sizes differ
-# only here. A new size (e.g. a future "nano") adds its entry, and any other field that
-# differs becomes a per-size override in `sam2_config`.
+# only here. A new size adds its entry, and its other widths in `_WIDTHS`.
 _TRUNKS: dict[str, HieraConfig] = {
     "tiny": HieraConfig(
         embed_dim=96,
@@ -101,8 +95,46 @@ _TRUNKS: dict[str, HieraConfig] = {
         window_spec=(8, 4, 16, 8),
         window_pos_embed_bkg_spatial_size=(7, 7),
     ),
+    # Not a released size: the project's own small model, trained on generated videos to run
+    # offline (weights/sam2_nano.pt). Stages at 256 px: 64, 32, 16, 8 cells a side.
+    "nano": HieraConfig(
+        embed_dim=32,
+        num_heads=1,
+        stages=(1, 1, 3, 1),
+        global_att_blocks=(3, 5),
+        window_spec=(8, 4, 8, 8),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+    ),
 }
 SIZES = tuple(_TRUNKS)
+
+
+@dataclass(frozen=True)
+class _Widths:
+    """Channels and depths outside the trunk; every released size uses the defaults."""
+
+    hidden_dim: int = 256
+    mem_dim: int = 64
+    memory_attention_layers: int = 4
+    memory_attention_ffn: int = 2048
+    decoder_heads: int = 8
+    decoder_mlp_dim: int = 2048
+    iou_head_hidden_dim: int = 256
+    mask_in_chans: int = 16
+
+
+_WIDTHS: dict[str, _Widths] = {
+    "nano": _Widths(
+        hidden_dim=64,
+        mem_dim=32,
+        memory_attention_layers=2,
+        memory_attention_ffn=256,
+        decoder_heads=4,
+        decoder_mlp_dim=256,
+        iou_head_hidden_dim=64,
+        mask_in_chans=8,
+    ),
+}
 
 # SAM 2.0 lacks the 2.1 memory and object-pointer refinements.
 _VERSION_OVERRIDES: dict[str, dict[str, bool]] = {
@@ -123,7 +155,8 @@ def sam2_config(size: str, image_size: int = 1024, version: str = "2.1") -> SAM2
     if version not in _VERSION_OVERRIDES:
         raise ValueError(f"unknown SAM 2 version {version!r}; expected one of {VERSIONS}")
     trunk = _TRUNKS[size]
-    hidden_dim, mem_dim = 256, 64
+    widths = _WIDTHS.get(size, _Widths())
+    hidden_dim, mem_dim = widths.hidden_dim, widths.mem_dim
     return SAM2Config(
         size=size,
         version=version,
@@ -139,10 +172,20 @@ def sam2_config(size: str, image_size: int = 1024, version: str = "2.1") -> SAM2
             embed_dim=hidden_dim,
             image_embedding_size=image_size // BACKBONE_STRIDE,
             input_image_size=image_size,
-            mask_in_chans=16,
+            mask_in_chans=widths.mask_in_chans,
         ),
-        mask_decoder=MaskDecoderConfig(transformer_dim=hidden_dim),
-        memory_attention=MemoryAttentionConfig(d_model=hidden_dim, kv_in_dim=mem_dim, num_layers=4),
+        mask_decoder=MaskDecoderConfig(
+            transformer_dim=hidden_dim,
+            transformer_num_heads=widths.decoder_heads,
+            transformer_mlp_dim=widths.decoder_mlp_dim,
+            iou_head_hidden_dim=widths.iou_head_hidden_dim,
+        ),
+        memory_attention=MemoryAttentionConfig(
+            d_model=hidden_dim,
+            kv_in_dim=mem_dim,
+            num_layers=widths.memory_attention_layers,
+            dim_feedforward=widths.memory_attention_ffn,
+        ),
         memory_encoder=MemoryEncoderConfig(in_dim=hidden_dim, out_dim=mem_dim),
         hidden_dim=hidden_dim,
         mem_dim=mem_dim,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from sam2_ros.engine.preprocess import (
     points_to_model,
     preprocess_frame,
 )
+
+if TYPE_CHECKING:
+    from sam2_ros.backends import Backend
 
 BOX_LABELS = (2, 3)  # a box enters the decoder as its two corners with these labels
 PREV_LOGITS_CLAMP = 32.0  # previous logits fed back with a correction are clamped to +-this
@@ -61,7 +65,9 @@ class StreamingTracker:
 
     `model` is moved to `device`. `dtype` float32 (the default; the only one on CPU), or
     bfloat16/float16 on CUDA through autocast. `max_conditioning_frames` caps the prompted
-    frames each object remembers (the most recent are kept).
+    frames each object remembers (the most recent are kept). `backend` runs the heavy parts:
+    "torch", "onnxruntime", "tensorrt" (see `sam2_ros.backends.make_backend`) or a backend
+    made for this model.
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class StreamingTracker:
         max_conditioning_frames: int = 4,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        backend: str | Backend = "torch",
     ) -> None:
         self.device = torch.device(device)
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
@@ -80,6 +87,16 @@ class StreamingTracker:
         if max_conditioning_frames < 2:
             raise ValueError(f"max_conditioning_frames must be >= 2, got {max_conditioning_frames}")
         self.model = model.to(self.device).eval()
+        if isinstance(backend, str):
+            from sam2_ros.backends import make_backend  # here: the backends import the engine
+
+            backend = make_backend(backend, self.model, dtype=dtype, max_conditioning=max_conditioning_frames)
+        elif backend.model is not self.model or backend.device != next(self.model.parameters()).device:
+            raise ValueError(
+                f"backend {backend.name!r} runs another model or device ({backend.device}); "
+                f"make it with this tracker's model on {self.device}"
+            )
+        self.backend = backend  # runs the heavy parts; the model supplies the glue
         self.dtype = dtype
         self.max_conditioning_frames = max_conditioning_frames
         self._objects: dict[int, _ObjectState] = {}
@@ -120,7 +137,7 @@ class StreamingTracker:
         frame_hw = (frame.shape[0], frame.shape[1])
         t = self._frame_idx + 1
         with self._compute():
-            feats = self.model.encode_image(
+            feats = self.backend.encode_image(
                 preprocess_frame(frame, self.model.image_size, device=self.device)
             )
             selections = {obj_id: state.bank.select(t) for obj_id, state in self._objects.items()}
@@ -131,10 +148,10 @@ class StreamingTracker:
             for ids in groups.values():
                 batch = feats.expand(len(ids))
                 memory = self._memory_tokens([selections[i] for i in ids])
-                heads = self.model.run_heads(
-                    self.model.condition_on_memory(batch, memory), batch.high_res, multimask=True
+                heads = self.backend.run_heads(
+                    self.backend.condition_on_memory(batch, memory), batch.high_res, multimask=True
                 )
-                memory_features, _ = self.model.encode_memory(
+                memory_features, _ = self.backend.encode_memory(
                     batch.pix_feat, heads.low_res_logits, heads.object_score_logits, binarize=False
                 )
                 for row, obj_id in enumerate(ids):
@@ -178,7 +195,7 @@ class StreamingTracker:
 
         with self._compute():
             if prompt.mask is not None:
-                heads = self.model.mask_as_output(feats, prompt.mask)
+                heads = self.backend.mask_as_output(feats, prompt.mask)
                 frame_points = None
             else:
                 coords, labels_t = prompt.coords, prompt.labels
@@ -191,8 +208,8 @@ class StreamingTracker:
                 previous = None
                 if state is not None:
                     previous = state.frame_logits.clamp(-PREV_LOGITS_CLAMP, PREV_LOGITS_CLAMP)
-                heads = self.model.run_heads(
-                    self.model.condition_on_memory(feats, memory),
+                heads = self.backend.run_heads(
+                    self.backend.condition_on_memory(feats, memory),
                     feats.high_res,
                     point_coords=coords,
                     point_labels=labels_t,
@@ -200,7 +217,7 @@ class StreamingTracker:
                     multimask=coords.shape[1] <= self.model.cfg.multimask_max_points,
                 )
             # A prompted mask is trusted: the memory sees it binarized.
-            memory_features, memory_pos = self.model.encode_memory(
+            memory_features, memory_pos = self.backend.encode_memory(
                 feats.pix_feat, heads.low_res_logits, heads.object_score_logits, binarize=True
             )
 

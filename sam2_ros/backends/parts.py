@@ -256,7 +256,9 @@ def build_part(spec: PartSpec, model: SAM2Model, slots: MemorySlots) -> nn.Modul
     raise ValueError(f"unknown part {spec.name!r}; expected one of {[s.name for s in all_specs()]}")
 
 
-def example_inputs(spec: PartSpec, model: SAM2Model, slots: MemorySlots, *, batch: int = 2, points: int = 3) -> dict[str, torch.Tensor]:
+def example_inputs(
+    spec: PartSpec, model: SAM2Model, slots: MemorySlots, *, batch: int = 2, points: int = 3
+) -> dict[str, torch.Tensor]:
     """Inputs of the right shapes and dtypes for tracing or checking a part (batch and points
     above 1 so that exporters cannot specialise the dynamic dims)."""
     cfg = model.cfg

@@ -1,0 +1,5 @@
+import sys
+
+from sam2_ros.bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,255 @@
+"""`python -m sam2_ros.bench {engine,backends}`: our tracker and Meta's reference on one stream.
+
+engine    our tracker (torch backend) vs the reference: per-frame latency, FPS, memory.
+backends  every backend available here (torch, onnxruntime, tensorrt) and the reference, with
+          per-part latencies and a bar plot.
+
+Both build the reference and our model from the same official-format weights (--checkpoint,
+or random weights saved in that format), feed them the same frames and clicks, and time
+them interleaved frame by frame in one process.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sam2_ros.backends import BackendUnavailable, make_backend
+from sam2_ros.bench import report
+from sam2_ros.bench.frames import load_frames
+from sam2_ros.bench.machine import machine_info
+from sam2_ros.bench.measure import run_stream
+from sam2_ros.bench.reference import build_reference_predictor
+from sam2_ros.bench.runners import OursRunner, ReferenceRunner, Runner
+from sam2_ros.engine import build_model, load_checkpoint
+from sam2_ros.engine.config import SIZES, VERSIONS
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+REFERENCE_MODES = {"eager": ("eager",), "vos": ("vos",), "both": ("eager", "vos"), "none": ()}
+ALL_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", choices=SIZES, default="tiny", help="SAM 2 size")
+    common.add_argument("--version", choices=VERSIONS, default="2.1")
+    common.add_argument("--image-size", type=int, default=1024, help="model input side, a multiple of 32")
+    common.add_argument("--frames", type=int, default=50, help="timed frames per stream")
+    common.add_argument("--warmup", type=int, default=8,
+                        help="untimed frames after the prompted frame 0 (default 8: compiles done, the "
+                             "7-frame memory window full)")
+    common.add_argument("--objects", default=None, help="comma-separated object counts, one stream each")
+    common.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    common.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="ours and the eager reference (autocast below float32; CUDA only)")
+    common.add_argument("--compile", action="store_true", help="torch.compile our torch backend's parts")
+    common.add_argument("--cuda-graphs", action="store_true", help="CUDA graphs for our torch backend's parts")
+    common.add_argument("--checkpoint", type=Path, help="official .pt file; random weights without it")
+    common.add_argument("--reference-mode", choices=sorted(REFERENCE_MODES), default="eager",
+                        help="Meta's predictor: eager (plain), vos (SAM2VideoPredictorVOS: torch.compile "
+                             "max-autotune + bfloat16, CUDA only), both, or none")
+    common.add_argument("--max-conditioning-frames", type=int, default=4)
+    common.add_argument("--video", default="bedroom",
+                        help="'bedroom' (bundled real frames, looped), 'synthetic', or a directory of images")
+    common.add_argument("--seed", type=int, default=0, help="random weights' seed")
+    common.add_argument("--json", type=Path, help="write the results here")
+    common.add_argument("--plot", type=Path, help="write a PNG bar plot here")
+
+    parser = argparse.ArgumentParser(prog="python -m sam2_ros.bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("engine", parents=[common], help="our tracker vs Meta's reference, per-frame latency and memory")
+    backends = sub.add_parser("backends", parents=[common], help="every available backend, per part, with a plot")
+    backends.add_argument("--backends", default=",".join(ALL_BACKENDS), help="comma-separated backends to try")
+    backends.add_argument("--onnx-dir", type=Path,
+                          help="exported parts (exported there if missing); default: a cache keyed by the weights")
+    args = parser.parse_args(argv)
+    if args.objects is None:
+        args.objects = "1,4" if args.command == "engine" else "1,4,16"
+    return args
+
+
+def check_settings(args: argparse.Namespace) -> list[int]:
+    """The object counts, or ValueError for settings this machine cannot run."""
+    try:
+        objects = [int(n) for n in args.objects.split(",")]
+    except ValueError:
+        raise ValueError(f"--objects must be comma-separated integers, got {args.objects!r}") from None
+    if not objects or min(objects) < 1:
+        raise ValueError(f"--objects must be >= 1 each, got {args.objects!r}")
+    if args.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but torch sees no CUDA device")
+    if args.device == "cpu":
+        if args.dtype != "float32":
+            raise ValueError(f"--dtype {args.dtype} needs --device cuda; on CPU use float32")
+        if args.cuda_graphs:
+            raise ValueError("--cuda-graphs needs --device cuda")
+        if "vos" in REFERENCE_MODES[args.reference_mode]:
+            raise ValueError(
+                "--reference-mode vos is Meta's CUDA configuration (torch.compile max-autotune + bfloat16); "
+                "on CPU use eager"
+            )
+    return objects
+
+
+def prepare_weights(args: argparse.Namespace, scratch: Path) -> tuple[Path | None, str]:
+    """The official-format file both models load, and how to describe it."""
+    if args.checkpoint is not None:
+        return args.checkpoint, f"checkpoint {args.checkpoint}"
+    described = f"RANDOM (seed {args.seed}; no --checkpoint): timings hold, masks are meaningless"
+    if not REFERENCE_MODES[args.reference_mode]:
+        return None, described
+    torch.manual_seed(args.seed)
+    predictor = build_reference_predictor(
+        args.model, image_size=args.image_size, version=args.version, checkpoint=None, device="cpu"
+    )
+    path = scratch / f"sam{args.version}_{args.model}_random{args.seed}.pt"
+    torch.save({"model": predictor.state_dict()}, path)
+    return path, described
+
+
+def our_runners(args: argparse.Namespace, model: torch.nn.Module) -> tuple[list[Runner], dict[str, dict[str, str]]]:
+    """Runners for the backends asked for, and each backend's status."""
+    names = ["torch"] if args.command == "engine" else [n.strip() for n in args.backends.split(",")]
+    unknown = sorted(set(names) - set(ALL_BACKENDS))
+    if unknown:
+        raise ValueError(f"unknown backends {unknown}; expected some of {ALL_BACKENDS}")
+    dtype = DTYPES[args.dtype]
+    options: dict[str, dict[str, Any]] = {
+        "torch": {"dtype": dtype, "compile": args.compile, "cuda_graphs": args.cuda_graphs},
+        "onnxruntime": {"dtype": torch.float32, "onnx_dir": getattr(args, "onnx_dir", None)},
+        "tensorrt": {"dtype": torch.float16 if dtype == torch.float32 else dtype},
+    }
+    runners: list[Runner] = []
+    statuses: dict[str, dict[str, str]] = {}
+    for name in names:
+        try:
+            if name == "onnxruntime" and args.onnx_dir is not None:
+                from sam2_ros.backends.onnx_export import ensure_exported
+
+                ensure_exported(model, args.onnx_dir, max_conditioning=args.max_conditioning_frames)
+            backend = make_backend(name, model, max_conditioning=args.max_conditioning_frames, **options[name])
+        except BackendUnavailable as err:
+            statuses[name] = {"status": f"skipped: {name} not importable", "detail": str(err)}
+            continue
+        except (ImportError, ValueError, RuntimeError) as err:
+            statuses[name] = {"status": f"skipped: {type(err).__name__}", "detail": str(err)}
+            continue
+        statuses[name] = {"status": "ok", "detail": ""}
+        runners.append(OursRunner(model, backend, dtype=options[name]["dtype"],
+                                  max_conditioning_frames=args.max_conditioning_frames))
+    return runners, statuses
+
+
+def reference_runners(args: argparse.Namespace, weights: Path | None) -> list[Runner]:
+    return [
+        ReferenceRunner(
+            build_reference_predictor(
+                args.model,
+                image_size=args.image_size,
+                version=args.version,
+                checkpoint=weights,
+                device=args.device,
+                vos_optimized=mode == "vos",
+                max_conditioning_frames=args.max_conditioning_frames,
+            ),
+            mode=mode,
+            dtype=DTYPES[args.dtype],
+            max_conditioning_frames=args.max_conditioning_frames,
+        )
+        for mode in REFERENCE_MODES[args.reference_mode]
+    ]
+
+
+def notes(args: argparse.Namespace, device: torch.device) -> list[str]:
+    out = [f"ratios: {report.RATIO_DEFINITION}"]
+    if device.type == "cpu":
+        out.append(report.CPU_NOTE)
+    if args.command == "backends":
+        out.append("part timings synchronize the device around each part, for every runner alike; "
+                   "`engine` gives per-frame figures without that")
+    if REFERENCE_MODES[args.reference_mode]:
+        out.append("reference held bytes: the tensors the causal driver keeps (the predictor's per-frame "
+                   "fields, never evicted); ours: the bounded memory bank (memory_stats)")
+    if "vos" in REFERENCE_MODES[args.reference_mode]:
+        out.append("reference:vos runs under bfloat16 autocast with TF32 enabled, as Meta's benchmark script "
+                   "does; TF32 is then enabled for every runner in this process")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        objects = check_settings(args)
+        frames, frames_described = load_frames(args.video)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    device = torch.device(args.device)
+    modes = REFERENCE_MODES[args.reference_mode]
+    if "vos" in modes:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    with tempfile.TemporaryDirectory(prefix="sam2_ros_bench_") as scratch:
+        weights, weights_described = prepare_weights(args, Path(scratch))
+        torch.manual_seed(args.seed)
+        model = build_model(args.model, image_size=args.image_size, version=args.version)
+        if weights is not None:
+            load_checkpoint(model, weights)
+        model = model.to(device).eval()
+        runners, statuses = our_runners(args, model)
+        runners += reference_runners(args, weights)
+    if not any(isinstance(r, OursRunner) for r in runners):
+        print(f"error: no backend of ours could run: {statuses}", file=sys.stderr)
+        return 1
+
+    runs = []
+    for n in objects:
+        stream = run_stream(runners, frames, n_objects=n, warmup=args.warmup, timed=args.frames,
+                            device=device, time_parts=args.command == "backends")
+        runs.append(report.run_entry(n, stream, runners))
+    document = {
+        "command": args.command,
+        "argv": sys.argv[1:] if argv is None else list(argv),
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(device),
+        "settings": {
+            "model": args.model,
+            "version": args.version,
+            "image_size": args.image_size,
+            "device": args.device,
+            "dtype": args.dtype,
+            "compile": args.compile,
+            "cuda_graphs": args.cuda_graphs,
+            "reference_modes": list(modes),
+            "objects": objects,
+            "timed_frames": args.frames,
+            "warmup_frames": args.warmup,
+            "max_conditioning_frames": args.max_conditioning_frames,
+            "weights": weights_described,
+            "frames": frames_described,
+            "tf32": torch.backends.cuda.matmul.allow_tf32,
+        },
+        "backends": statuses,
+        "ratio_definition": report.RATIO_DEFINITION,
+        "notes": notes(args, device),
+        "runs": runs,
+    }
+    print(report.format_summary(document))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot is not None:
+        from sam2_ros.bench.plot import plot
+
+        print(f"wrote {plot(document, args.plot)}")
+    return 0

@@ -55,6 +55,16 @@ class HeadOutput:
 
 
 @dataclass(frozen=True)
+class DecoderOutput:
+    """Every mask the decoder proposes for B objects (M = 3 with multimask, else 1)."""
+
+    masks: torch.Tensor  # (B, M, 4h, 4w) logits, not yet gated by the object score
+    ious: torch.Tensor  # (B, M) predicted IoU of each mask
+    tokens: torch.Tensor  # (B, M', C) output tokens the object pointer is made from
+    object_score_logits: torch.Tensor  # (B, 1) > 0: the object is visible
+
+
+@dataclass(frozen=True)
 class MemoryTokens:
     """Memory of B objects sharing one layout, ready for memory attention."""
 
@@ -187,14 +197,29 @@ class SAM2Model(nn.Module):
         mask_logits: torch.Tensor | None = None,
         multimask: bool,
     ) -> HeadOutput:
-        """Prompt encoder + mask decoder for B objects.
+        """Prompt encoder + mask decoder for B objects: `decode`, then `select_output`.
 
         pix_feat: (B, C, h, w) (memory-conditioned); point_coords: (B, N, 2) in model-input
         pixels, point_labels: (B, N) (2/3 = box corners); mask_logits: (B, 1, 4h, 4w) previous
-        logits fed as a dense prompt. With `multimask`, the mask with the best predicted IoU
-        is chosen. Masks of objects scored absent are set to NO_OBJ_SCORE and their pointer
-        is replaced by the learned no-object pointer.
+        logits fed as a dense prompt.
         """
+        decoded = self.decode(
+            pix_feat, high_res, point_coords=point_coords, point_labels=point_labels,
+            mask_logits=mask_logits, multimask=multimask,
+        )
+        return self.select_output(decoded)
+
+    def decode(
+        self,
+        pix_feat: torch.Tensor,
+        high_res: tuple[torch.Tensor, torch.Tensor],
+        *,
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_logits: torch.Tensor | None = None,
+        multimask: bool,
+    ) -> DecoderOutput:
+        """Every mask the decoder proposes, before choosing one (training supervises them all)."""
         b = pix_feat.shape[0]
         if point_coords is None:
             # No clicks: one padding point, as SAM 2 feeds the decoder while tracking.
@@ -210,9 +235,17 @@ class SAM2Model(nn.Module):
             repeat_image=False,
             high_res_features=list(high_res),
         )  # (B, M, 4h, 4w), (B, M), (B, M', C), (B, 1)
-        appearing = object_score_logits > 0  # (B, 1)
+        return DecoderOutput(masks=masks, ious=ious, tokens=tokens, object_score_logits=object_score_logits)
+
+    def select_output(self, decoded: DecoderOutput) -> HeadOutput:
+        """Of several masks, the one with the best predicted IoU. Masks of objects scored
+        absent are set to NO_OBJ_SCORE and their pointer is replaced by the learned
+        no-object pointer."""
+        masks, ious, tokens = decoded.masks, decoded.ious, decoded.tokens
+        b = masks.shape[0]
+        appearing = decoded.object_score_logits > 0  # (B, 1)
         masks = torch.where(appearing[:, :, None, None], masks, NO_OBJ_SCORE).float()
-        if multimask:
+        if masks.shape[1] > 1:
             best = ious.argmax(dim=-1)  # (B,)
             rows = torch.arange(b, device=masks.device)
             low_res, iou = masks[rows, best][:, None], ious[rows, best]  # (B, 1, 4h, 4w), (B,)
@@ -223,7 +256,7 @@ class SAM2Model(nn.Module):
             low_res_logits=low_res,
             iou=iou,
             obj_ptr=self._gate_pointer(self.obj_ptr_proj(token), appearing.float()),
-            object_score_logits=object_score_logits,
+            object_score_logits=decoded.object_score_logits,
         )
 
     def mask_as_output(self, feats: FrameFeatures, mask: torch.Tensor) -> HeadOutput:

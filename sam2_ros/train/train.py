@@ -1,0 +1,275 @@
+"""Train a SAM 2 size (the `nano` one by default) on generated videos, as the SAM 2 paper does.
+
+Each step is one example: with probability `video_prob` a short clip tracked through the
+memory (prompted on frame 0 with a mask, click or box, then corrective clicks on a few
+frames), otherwise a single frame segmented from clicks or a box (SAM 2's joint image and
+video training). The example runs through `rollout`, the tracker's own per-frame step with
+gradients. The run is deterministic for a seed and resumable: a state (model, optimizer,
+step, RNGs) is saved every few minutes and at the end, and the weights are exported in the
+official format.
+
+    python -m sam2_ros.train.train --minutes 60 --out out/train [--resume]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sam2_ros.engine.model import SAM2Model, build_model
+from sam2_ros.train.backgrounds import load_backgrounds
+from sam2_ros.train.prompts import PromptMix, plan_prompts
+from sam2_ros.train.rollout import RolloutLoss, rollout
+from sam2_ros.train.video_gen import generate_clip
+
+REPO = Path(__file__).resolve().parents[2]
+# Photos to crop backgrounds from. The `blocks` test frames stay unseen: they are the real
+# video the evaluation runs on.
+BACKGROUNDS = REPO / "test" / "data" / "bedroom"
+CSV_FIELDS = ("step", "elapsed_s", "lr", "example", "frames", "objects", "loss", "focal", "dice", "iou",
+              "object_score", "passes")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run's numbers (the wall-clock limit does not)."""
+
+    size: str = "nano"
+    image_size: int = 256
+    seed: int = 0
+    steps: int = 1500  # length of the learning-rate schedule; a run stops here at the latest
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05  # cosine decay ends at lr * this
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    video_prob: float = 0.7  # otherwise an image (single-frame) example
+    video_frames: int = 4
+    num_objects: tuple[int, int] = (1, 3)
+    clicks_per_correction: int = 2  # SAM 2 uses 7; fewer keeps CPU steps short
+
+    def lr_at(self, step: int) -> float:
+        """Linear warmup, then cosine decay to `lr * min_lr_ratio` at `steps`."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        progress = min((step - self.warmup_steps) / max(self.steps - self.warmup_steps, 1), 1.0)
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    @property
+    def prompt_mix(self) -> PromptMix:
+        return PromptMix(clicks_per_correction=self.clicks_per_correction)
+
+
+@dataclass
+class TrainState:
+    """What a resumed run needs to continue exactly where the last one stopped."""
+
+    model: SAM2Model
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator  # draws every clip and prompt
+    step: int = 0
+    elapsed_s: float = 0.0  # training wall time over all runs
+
+
+def new_state(cfg: TrainConfig) -> TrainState:
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.size, image_size=cfg.image_size).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return TrainState(model=model, optimizer=optimizer, rng=np.random.default_rng(cfg.seed))
+
+
+def save_state(state: TrainState, cfg: TrainConfig, path: Path) -> None:
+    """Atomically write model, optimizer, step, RNG states and config to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "step": state.step,
+            "elapsed_s": state.elapsed_s,
+            "numpy_rng": state.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "config": dataclasses.asdict(cfg),
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def load_state(cfg: TrainConfig, path: Path) -> TrainState:
+    """The state saved at `path`; the run's config must match the one it was saved with."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved_cfg = TrainConfig(**{**saved["config"], "num_objects": tuple(saved["config"]["num_objects"])})
+    if saved_cfg != cfg:
+        raise ValueError(f"{path} was saved by a run with config {saved_cfg}, not the requested {cfg}")
+    state = new_state(cfg)
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.rng.bit_generator.state = saved["numpy_rng"]
+    torch.set_rng_state(saved["torch_rng"])
+    state.step, state.elapsed_s = saved["step"], saved["elapsed_s"]
+    return state
+
+
+@dataclass(frozen=True)
+class StepLog:
+    example: str  # "video" or "image"
+    frames: int
+    objects: int
+    loss: RolloutLoss
+
+
+def train_step(state: TrainState, cfg: TrainConfig, backgrounds: Sequence[np.ndarray] | None) -> StepLog:
+    """Draw one example, run it through the model and update the weights."""
+    rng = state.rng
+    video = rng.random() < cfg.video_prob
+    frames = cfg.video_frames if video else 1
+    clip = generate_clip(rng, num_frames=frames, size=(cfg.image_size, cfg.image_size),
+                         num_objects=cfg.num_objects, backgrounds=backgrounds)
+    plan = plan_prompts(rng, frames, cfg.prompt_mix)
+    for group in state.optimizer.param_groups:
+        group["lr"] = cfg.lr_at(state.step)
+    loss = rollout(state.model, clip, plan, rng)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.total.backward()
+    torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    state.optimizer.step()
+    state.step += 1
+    return StepLog(example="video" if video else "image", frames=frames, objects=clip.masks.shape[1], loss=loss)
+
+
+def export_weights(model: SAM2Model, cfg: TrainConfig, state: TrainState, weights: Path) -> None:
+    """`weights` (.pt) as the official format {"model": state_dict}, and its config next to it (.yaml)."""
+    import yaml  # only the export needs it
+
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": {k: v.detach().clone() for k, v in model.state_dict().items()}}, weights)
+    description = {
+        "model": {"size": model.cfg.size, "image_size": model.cfg.image_size, "version": model.cfg.version,
+                  "build": f'build_model("{model.cfg.size}", image_size={model.cfg.image_size})'},
+        "architecture": _plain(dataclasses.asdict(model.cfg)),
+        "training": {**_plain(dataclasses.asdict(cfg)), "steps_done": state.step,
+                     "wall_time_s": round(state.elapsed_s, 1), "machine": machine_description()},
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    weights.with_suffix(".yaml").write_text(yaml.safe_dump(description, sort_keys=False))
+
+
+def _plain(value: object) -> object:
+    """Tuples as lists, recursively, so YAML stays plain."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def machine_description() -> str:
+    threads = torch.get_num_threads()
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs shared, torch {torch.__version__}, {threads} thread(s)"
+
+
+def plot_curve(csv_path: Path, png_path: Path) -> None:
+    """Loss per step (faint) and its moving average, split by example kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for kind, colour in (("video", "tab:blue"), ("image", "tab:orange")):
+        steps = np.array([int(r["step"]) for r in rows if r["example"] == kind])
+        loss = np.array([float(r["loss"]) for r in rows if r["example"] == kind])
+        if len(loss) == 0:
+            continue
+        ax.plot(steps, loss, color=colour, alpha=0.2, linewidth=0.8)
+        window = min(50, len(loss))
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, color=colour, label=f"{kind} (mean of {window})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (20 focal + dice + IoU + object score)")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, out: Path, *, minutes: float, resume: bool, weights: Path | None,
+          save_every_s: float = 180.0) -> TrainState:
+    """Train until `cfg.steps` or `minutes` of wall time; save the state, curve and weights."""
+    state_path, csv_path = out / "state.pt", out / "loss.csv"
+    if resume:
+        state = load_state(cfg, state_path)
+        print(f"resumed at step {state.step} ({state.elapsed_s / 60:.1f} min trained)", flush=True)
+    else:
+        state = new_state(cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        with csv_path.open("w", newline="") as f:
+            csv.writer(f).writerow(CSV_FIELDS)
+    backgrounds = load_backgrounds(BACKGROUNDS) if BACKGROUNDS.is_dir() else None
+    start = last_save = time.monotonic()
+    run_start_elapsed = state.elapsed_s
+    with csv_path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        while state.step < cfg.steps and time.monotonic() - start < minutes * 60:
+            log = train_step(state, cfg, backgrounds)
+            state.elapsed_s = run_start_elapsed + time.monotonic() - start
+            lo = log.loss
+            writer.writerow([state.step, f"{state.elapsed_s:.1f}", f"{cfg.lr_at(state.step - 1):.3g}", log.example,
+                             log.frames, log.objects, f"{lo.total.item():.5f}", f"{lo.focal:.5f}", f"{lo.dice:.5f}",
+                             f"{lo.iou:.5f}", f"{lo.object_score:.5f}", lo.passes])
+            f.flush()
+            if state.step % 20 == 0:
+                print(f"step {state.step} {state.elapsed_s / 60:.1f} min loss {lo.total.item():.4f}", flush=True)
+            if time.monotonic() - last_save > save_every_s:
+                save_state(state, cfg, state_path)
+                plot_curve(csv_path, out / "loss.png")
+                last_save = time.monotonic()
+    save_state(state, cfg, state_path)
+    plot_curve(csv_path, out / "loss.png")
+    if weights is not None:
+        export_weights(state.model, cfg, state, weights)
+    (out / "summary.json").write_text(json.dumps(
+        {"steps": state.step, "wall_time_s": state.elapsed_s, "machine": machine_description()}, indent=2))
+    print(f"stopped at step {state.step} after {state.elapsed_s / 60:.1f} min", flush=True)
+    return state
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock limit of this run")
+    parser.add_argument("--out", type=Path, default=Path("out/train"))
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps, help="schedule length")
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "sam2_nano.pt",
+                        help="where to export the trained weights")
+    # One thread by default: on a machine shared with other jobs, two threads measured ~10x
+    # slower per step here (the threads wait on each other whenever one is descheduled).
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig(steps=args.steps, seed=args.seed)
+    train(cfg, args.out, minutes=args.minutes, resume=args.resume, weights=args.weights)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Training: the rollout learns, a run resumes exactly, the export loads with the official loader.
+
+CPU, the nano size at a small image size, random weights, a few steps each.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from sam2_ros.engine.checkpoint import load_checkpoint
+from sam2_ros.engine.model import build_model
+from sam2_ros.train.prompts import PromptKind, PromptPlan
+from sam2_ros.train.rollout import rollout
+from sam2_ros.train.train import TrainConfig, export_weights, load_state, new_state, save_state, train_step
+from sam2_ros.train.video_gen import generate_clip
+
+SMALL = TrainConfig(image_size=128, video_frames=2, steps=10, warmup_steps=2, num_objects=(1, 2))
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_training_steps_decrease_the_loss_on_a_fixed_example():
+    torch.manual_seed(0)
+    model = build_model("nano", image_size=128)
+    clip = generate_clip(np.random.default_rng(3), num_frames=3, size=(128, 128), num_objects=(2, 2))
+    # A box on frame 0, one corrective click on frame 2: prompting, tracking and correction passes.
+    plan = PromptPlan(kind=PromptKind.BOX, prompt_frames=(0,), correction_frames=(0, 2), clicks_per_correction=1)
+
+    def loss(train: bool) -> torch.Tensor:
+        model.train(train)
+        return rollout(model, clip, plan, np.random.default_rng(5)).total  # the same prompts every time
+
+    with torch.no_grad():
+        before = loss(False).item()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss(True).backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = loss(False).item()
+    assert np.isfinite(before) and after < 0.9 * before, (before, after)
+
+
+def _snapshot(state) -> tuple[dict[str, torch.Tensor], dict, dict, int]:
+    params = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+    # Deep copies: a state dict shares its tensors with the live optimizer.
+    return params, copy.deepcopy(state.optimizer.state_dict()), copy.deepcopy(state.rng.bit_generator.state), state.step
+
+
+def _assert_optimizer_states_equal(a: dict, b: dict) -> None:
+    assert a["param_groups"] == b["param_groups"]
+    assert a["state"].keys() == b["state"].keys()
+    for key in a["state"]:
+        for name, value in a["state"][key].items():
+            assert torch.equal(value, b["state"][key][name]), (key, name)
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
+    state = new_state(SMALL)
+    for _ in range(2):
+        train_step(state, SMALL, backgrounds=None)
+    save_state(state, SMALL, tmp_path / "state.pt")
+    saved = _snapshot(state)
+    train_step(state, SMALL, backgrounds=None)
+    uninterrupted = _snapshot(state)
+
+    torch.manual_seed(123)  # the resumed process starts with another global RNG state
+    resumed = load_state(SMALL, tmp_path / "state.pt")
+    params, optimizer, rng, step = _snapshot(resumed)
+    assert step == saved[3] == 2
+    assert rng == saved[2]
+    assert all(torch.equal(params[k], saved[0][k]) for k in params)
+    _assert_optimizer_states_equal(optimizer, saved[1])
+
+    train_step(resumed, SMALL, backgrounds=None)
+    after = _snapshot(resumed)
+    assert after[3] == uninterrupted[3] == 3
+    assert after[2] == uninterrupted[2]
+    differing = [k for k in after[0] if not torch.equal(after[0][k], uninterrupted[0][k])]
+    assert not differing, differing
+    _assert_optimizer_states_equal(after[1], uninterrupted[1])
+    # The step did change the weights, so equality above is not vacuous.
+    assert any(not torch.equal(after[0][k], params[k]) for k in params)
+
+
+def test_resume_refuses_a_state_from_another_config(tmp_path):
+    state = new_state(SMALL)
+    save_state(state, SMALL, tmp_path / "state.pt")
+    with pytest.raises(ValueError, match="saved by a run with config"):
+        load_state(dataclasses.replace(SMALL, lr=SMALL.lr * 2), tmp_path / "state.pt")
+
+
+def test_exported_weights_load_into_the_nano_model_with_the_official_loader(tmp_path):
+    state = new_state(SMALL)
+    train_step(state, SMALL, backgrounds=None)
+    path = tmp_path / "sam2_nano.pt"
+    export_weights(state.model, SMALL, state, path)
+
+    assert set(torch.load(path, map_location="cpu")) == {"model"}  # the official layout
+    model = build_model("nano", image_size=256)  # the state dict does not depend on the image size
+    load_checkpoint(model, path)
+    exported = state.model.state_dict()
+    assert all(torch.equal(v, exported[k]) for k, v in model.state_dict().items())
+    description = yaml.safe_load(path.with_suffix(".yaml").read_text())
+    assert description["model"]["size"] == "nano"
+    assert description["training"]["steps_done"] == 1
+
+
+@pytest.mark.skipif(not (REPO / "weights" / "sam2_nano.pt").is_file(), reason="weights/sam2_nano.pt not trained yet")
+def test_shipped_checkpoint_loads_into_nano_at_256():
+    path = REPO / "weights" / "sam2_nano.pt"
+    assert path.stat().st_size < 16 * 2**20  # a few MB
+    model = build_model("nano", image_size=256)
+    report = load_checkpoint(model, path)
+    assert len(report.loaded) == len(model.state_dict())
+    assert report.checkpoint_version == "2.1"

@@ -1,14 +1,17 @@
 """TrackingSession: prompts on the newest and on buffered past frames, with the real tracker.
 
-The real StreamingTracker (tiny, random weights, 256 px) runs everywhere except one
-plumbing test that records the exact call order of a stamped-prompt replay.
+The real StreamingTracker (tiny, random weights; 256 px, or 64 px with every object
+visible where results are compared exactly) runs everywhere except the plumbing tests that
+record the exact call order of a stamped-prompt replay.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image as PILImage
 
 pytest.importorskip("sam2_ros.msg", reason="msg/srv not built: run bash scripts/setup.sh and "
@@ -26,14 +29,24 @@ SEC = 1_000_000_000
 
 @pytest.fixture(scope="module")
 def video() -> list[np.ndarray]:
-    """Six real frames at half size (240x135) to keep the CPU time small."""
+    """Seven real frames at half size (240x135) to keep the CPU time small."""
     return [np.asarray(PILImage.open(path).convert("RGB").resize((240, 135)))
-            for path in sorted(DATA.glob("*.jpg"))[:6]]
+            for path in sorted(DATA.glob("*.jpg"))[:7]]
 
 
 @pytest.fixture(scope="module")
 def model():
     return build_model("tiny", image_size=256)
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    """64 px, the object-score head biased so every object is visible (real masks)."""
+    torch.manual_seed(0)
+    model = build_model("tiny", image_size=64)
+    with torch.no_grad():
+        model.sam_mask_decoder.pred_obj_score_head.layers[2].bias.fill_(1.0)
+    return model
 
 
 def make_session(tracker, *, capacity: int = 8, max_objects: int = 4):
@@ -111,25 +124,72 @@ def test_bad_prompts_leave_the_tracker_unchanged(model, video) -> None:
     assert after == before
 
 
-def test_stamped_prompt_on_a_past_frame_retracks_to_now(model, video) -> None:
+def assert_same(a, b) -> None:
+    assert np.array_equal(a.low_res_logits, b.low_res_logits) and np.array_equal(a.mask, b.mask)
+    assert (a.score, a.object_score_logit) == (b.score, b.object_score_logit)
+
+
+def run(model, video, script: dict[int, list]) -> tuple:
+    """Receive and track frames 1..6 (stamp = seconds), applying `script[sec]` edits
+    (prompts, or object ids to remove) right after tracking frame `sec`."""
     tracker = StreamingTracker(model)
+    frames, session = make_session(tracker)
+    received, answers = [], []
+    for sec, rgb in enumerate(video, start=1):
+        received.append(receive(frames, rgb, sec))
+        session.track(received[-1])
+        for edit in script.get(sec, []):
+            if isinstance(edit, Prompt):
+                answers.append(session.add_prompt(edit))
+            else:
+                session.remove_object(edit)
+    return tracker, frames, session, received, answers
+
+
+def test_stamped_prompt_equals_the_live_prompt(small_model, video) -> None:
+    """Object 2 clicked on frame 3 live, or by stamp after frame 6 was tracked: the prompt's
+    result, the tracker's state and the next frame agree exactly, including the prompts and
+    removals given on the frames in between (replayed, not lost)."""
+    clicked = prompt(2, points=[[60, 50]], labels=[1])
+    edits = {1: [prompt(1, mask=box_mask(135, 240)), prompt(3, box=[150, 20, 230, 120])],
+             3: [prompt(1, points=[[100, 60]], labels=[0], clear_old=False)],
+             4: [3],  # remove object 3
+             5: [prompt(1, points=[[80, 70]], labels=[1])]}
+    live = run(small_model, video[:6], {**edits, 3: [*edits[3], clicked]})
+    stamped = run(small_model, video[:6], edits)
+    tracker, frames, session, received, _ = stamped
+    assert session.object_ids == [1]
+    target, result = session.add_prompt(prompt(2, stamp_sec=3, points=[[60, 50]], labels=[1]))
+    assert target is received[2] and session.last_frame is received[5]
+    assert_same(result, live[4][3][1])  # the live answers: two on frame 1, two on frame 3
+    assert result.mask.any() and not result.mask.all()
+    assert tracker.frame_index == live[0].frame_index == 5
+    assert session.object_ids == live[2].object_ids == [1, 2]
+    assert tracker.memory_stats() == live[0].memory_stats()
+    newest = video[6]
+    ours = session.track(receive(frames, newest, 7))
+    theirs = live[2].track(receive(live[1], newest, 7))
+    assert sorted(ours) == sorted(theirs) == [1, 2]
+    for object_id in ours:
+        assert_same(ours[object_id], theirs[object_id])
+
+
+def test_stamped_prompt_on_a_skipped_frame_is_refused(small_model, video) -> None:
+    tracker = StreamingTracker(small_model)
     frames, session = make_session(tracker)
     received = [receive(frames, rgb, sec) for sec, rgb in enumerate(video[:5], start=1)]
     for frame in received:
         if frame.stamp_ns != 3 * SEC:  # frame 3 was dropped by the worker
             session.track(frame)
-    assert tracker.frame_index == 3
-    target, result = session.add_prompt(prompt(7, stamp_sec=2, mask=box_mask(135, 240)))
-    assert target is received[1] and result.visible
-    # Frame 2 again, then the tracked frames after it (4 and 5): three more tracked frames.
-    assert tracker.frame_index == 6 and session.last_frame is received[4]
-    stats = tracker.memory_stats()[7]
-    assert stats.conditioning_frames == 1 and stats.spatial_frames == 2
-    # The dropped frame 3 can be prompted too; the next frame continues from "now".
-    session.add_prompt(prompt(8, stamp_sec=3, points=[[100, 60]], labels=[1]))
-    assert tracker.frame_index == 9 and session.last_frame is received[4]
-    results = session.track(receive(frames, video[5], 6))
-    assert sorted(results) == [7, 8] and tracker.frame_index == 10
+    session.add_prompt(prompt(1, stamp_sec=2, points=[[100, 60]], labels=[1]))
+    before = (tracker.frame_index, tracker.object_ids, tracker.memory_stats(),
+              session.memory_bytes())
+    with pytest.raises(PromptError, match=r"stamp 3\.000000000 was received but not tracked "
+                       r".*nearest tracked frames have stamps 2\.000000000 and 4\.000000000"):
+        session.add_prompt(prompt(1, stamp_sec=3, points=[[100, 60]], labels=[1]))
+    assert (tracker.frame_index, tracker.object_ids, tracker.memory_stats(),
+            session.memory_bytes()) == before
+    assert session.last_frame is received[4]
 
 
 def test_remove_and_reset(model, video) -> None:
@@ -149,39 +209,86 @@ def test_remove_and_reset(model, video) -> None:
 
 
 class RecordingTracker:
-    """Plumbing only: records calls; fails prompts on request."""
+    """Plumbing only: records calls (frames by their first pixel); fails one object's prompts."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.object_ids: list[int] = []
-        self.fail = False
+        self.last = 0  # the last tracked frame's pixel value
+        self.fail_for: int | None = None
+
+    def snapshot(self) -> SimpleNamespace:
+        return SimpleNamespace(object_ids=list(self.object_ids), last=self.last)
+
+    def restore(self, snapshot: SimpleNamespace) -> None:
+        self.calls.append(("restore", snapshot.last))
+        self.object_ids, self.last = list(snapshot.object_ids), snapshot.last
 
     def track(self, frame: np.ndarray) -> dict:
-        self.calls.append(("track", int(frame[0, 0, 0])))
+        self.last = int(frame[0, 0, 0])
+        self.calls.append(("track", self.last))
         return {}
 
     def add_prompt(self, obj_id: int, **_: object):
         self.calls.append(("prompt", obj_id))
-        if self.fail:
+        if obj_id == self.fail_for:
             raise ValueError("engine refused")
+        if obj_id not in self.object_ids:
+            self.object_ids.append(obj_id)
         return object()
+
+    def remove_object(self, obj_id: int) -> None:
+        self.calls.append(("remove", obj_id))
+        self.object_ids.remove(obj_id)
+
+
+def recorded_session(*, max_objects: int = 4):
+    """Frames 1..6 received (capacity 4), 1..5 tracked; object 5 clicked on frame 2,
+    object 2 on frame 4, object 5 removed on frame 5."""
+    tracker = RecordingTracker()
+    frames, session = make_session(tracker, capacity=4, max_objects=max_objects)
+    received = []
+    for sec in range(1, 7):
+        received.append(receive(frames, np.full((4, 4, 3), sec, np.uint8), sec))
+        if sec < 6:
+            session.track(received[-1])
+        if sec in (2, 4):
+            session.add_prompt(prompt(5 if sec == 2 else 2, points=[[1, 1]], labels=[1]))
+    session.remove_object(5)
+    tracker.calls.clear()
+    return tracker, session, received
 
 
 def test_replay_order_and_recovery_when_the_prompt_fails() -> None:
-    tracker = RecordingTracker()
-    frames, session = make_session(tracker, capacity=4)
-    received = [receive(frames, np.full((4, 4, 3), sec, np.uint8), sec) for sec in range(1, 7)]
-    for frame in received[:5]:
-        session.track(frame)
+    tracker, session, received = recorded_session()
+    session.add_prompt(prompt(1, stamp_sec=3, points=[[1, 1]], labels=[1]))
+    # Back to before frame 3, then forward with the edits of each frame; frame 6 arrived
+    # but was never tracked: the replay stops at the last tracked frame.
+    assert tracker.calls == [("restore", 2), ("track", 3), ("prompt", 1), ("track", 4),
+                             ("prompt", 2), ("track", 5), ("remove", 5)]
     tracker.calls.clear()
-    session.add_prompt(prompt(stamp_sec=3, points=[[1, 1]], labels=[1]))
-    # Frame 6 arrived but was never tracked: the replay stops at the last tracked frame.
-    assert tracker.calls == [("track", 3), ("prompt", 1), ("track", 4), ("track", 5)]
-    tracker.calls.clear()
-    tracker.fail = True
+    tracker.fail_for = 7
     with pytest.raises(ValueError, match="engine refused"):
-        session.add_prompt(prompt(stamp_sec=4, points=[[1, 1]], labels=[1]))
-    assert tracker.calls == [("track", 4), ("prompt", 1), ("track", 5)]
-    assert session.last_frame is received[4]
+        session.add_prompt(prompt(7, stamp_sec=4, points=[[1, 1]], labels=[1]))
+    # The new prompt follows the frame's own edits; failed, it is not replayed later.
+    assert tracker.calls == [("restore", 3), ("track", 4), ("prompt", 2), ("prompt", 7),
+                             ("track", 5), ("remove", 5)]
+    assert session.last_frame is received[4] and tracker.object_ids == [1, 2]
+    tracker.calls.clear()
+    session.add_prompt(prompt(1, stamp_sec=4, points=[[1, 1]], labels=[1]))
+    assert ("prompt", 7) not in tracker.calls
     with pytest.raises(FrameNotBufferedError, match="holds 4 frames with stamps 3.0+ .. 6.0+"):
         session.add_prompt(prompt(stamp_sec=2, points=[[1, 1]], labels=[1]))
+
+
+def test_max_objects_counts_the_objects_of_the_replayed_frames() -> None:
+    """Now only object 2 is tracked, but on frame 4 objects 5 and 2 both were: a third object
+    stamped on frame 3 would exceed max_objects=2 there; on frame 5, after the removal, not."""
+    tracker, session, _ = recorded_session(max_objects=2)
+    assert tracker.object_ids == [2]
+    with pytest.raises(PromptError, match=r"cannot add object 1: already tracking 2 objects "
+                       r"\(max_objects\) on or after that frame"):
+        session.add_prompt(prompt(1, stamp_sec=3, points=[[1, 1]], labels=[1]))
+    assert tracker.calls == []
+    session.add_prompt(prompt(1, stamp_sec=5, points=[[1, 1]], labels=[1]))
+    assert tracker.object_ids == [2, 1]

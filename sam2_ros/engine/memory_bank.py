@@ -11,14 +11,17 @@ before it), `num_maskmem` spatial memories and `max_obj_ptrs` pointers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 
-@dataclass
+@dataclass(frozen=True)
 class MemoryEntry:
-    """What one frame leaves in the memory of one object."""
+    """What one frame leaves in the memory of one object.
+
+    Immutable (its tensors are never written either), so copies of a bank can share entries.
+    """
 
     frame_idx: int
     features: torch.Tensor | None  # (Cm, h, w) spatial memory; None once too old to attend
@@ -69,6 +72,14 @@ class MemoryBank:
         self.conditioning: dict[int, MemoryEntry] = {}  # frame index -> entry, in insertion order
         self.recent: dict[int, MemoryEntry] = {}  # non-conditioning frames still in the window
 
+    def copy(self) -> MemoryBank:
+        """An independent bank sharing this one's (immutable) entries: only the dicts are new."""
+        bank = MemoryBank(max_conditioning=self.max_conditioning, num_maskmem=self.num_maskmem,
+                          max_obj_ptrs=self.max_obj_ptrs)
+        bank.conditioning = dict(self.conditioning)
+        bank.recent = dict(self.recent)
+        return bank
+
     def add(self, entry: MemoryEntry, *, conditioning: bool) -> None:
         """Store the memory of the newest frame; a prompted frame replaces what tracking left there."""
         t = entry.frame_idx
@@ -118,11 +129,15 @@ class MemoryBank:
         for t in list(self.recent):
             if t <= latest - self.max_obj_ptrs:
                 del self.recent[t]
-            elif t < latest - (self.num_maskmem - 1):
-                self.recent[t].features = None  # only its pointer is still reachable
+            elif t < latest - (self.num_maskmem - 1) and self.recent[t].features is not None:
+                # Only its pointer is still reachable; a new entry, as copies may share the old one.
+                self.recent[t] = replace(self.recent[t], features=None)
+
+    def entries(self) -> list[MemoryEntry]:
+        return [*self.conditioning.values(), *self.recent.values()]
 
     def stats(self) -> MemoryStats:
-        entries = [*self.conditioning.values(), *self.recent.values()]
+        entries = self.entries()
         return MemoryStats(
             conditioning_frames=len(self.conditioning),
             spatial_frames=sum(e.features is not None for e in self.recent.values()),

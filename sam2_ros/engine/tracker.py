@@ -1,15 +1,17 @@
 """Streaming SAM 2: one frame in, every object's mask out, with a bounded memory.
 
 Semantics are those of Meta's SAM2VideoPredictor on the causal path: a prompt applies to
-the current (last tracked) frame and only affects later frames. A prompt for a new object
-segments it like an image; a prompt for a known object is a correction conditioned on its
-memory (with its current mask logits as a dense prompt). Every prompted frame becomes a
-conditioning memory (the predictor's `add_all_frames_to_correct_as_cond=True`).
+the current (last tracked) frame and only affects later frames (to prompt a past frame,
+restore a snapshot taken before it and track forward again: see `TrackerSnapshot`). A
+prompt for a new object segments it like an image; a prompt for a known object is a
+correction conditioned on its memory (with its current mask logits as a dense prompt).
+Every prompted frame becomes a conditioning memory (the predictor's
+`add_all_frames_to_correct_as_cond=True`).
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,6 +51,48 @@ class _ObjectState:
     bank: MemoryBank
     frame_points: tuple[torch.Tensor, torch.Tensor] | None  # clicks given on the current frame (model pixels)
     frame_logits: torch.Tensor  # (1, 1, S/4, S/4) the current frame's latest logits
+
+    def copy(self) -> _ObjectState:
+        """Independent containers over the same (never written) tensors."""
+        return _ObjectState(bank=self.bank.copy(), frame_points=self.frame_points, frame_logits=self.frame_logits)
+
+    def tensors(self) -> Iterator[torch.Tensor]:
+        for entry in self.bank.entries():
+            if entry.features is not None:
+                yield entry.features
+            yield entry.obj_ptr
+        yield from self.frame_points or ()
+        yield self.frame_logits
+
+
+@dataclass(frozen=True)
+class TrackerSnapshot:
+    """A `StreamingTracker`'s state between two frames, for `restore`.
+
+    Cheap: stored memories are immutable, so the snapshot shares their tensors and copies only
+    the containers and scalars. It leaves out the current frame's image features (large at
+    1024 px), so after `restore` a prompt needs a `track` first. To prompt a past frame k
+    exactly: restore the snapshot taken before frame k, `track` frame k again (the same
+    result), prompt, then `track` frames k+1.. again.
+
+    Bounded: a snapshot references only what the banks held when it was taken, O(1) per
+    object (see `MemoryBank`). Keeping the snapshots of the last n frames keeps alive at
+    most n frames' memories and logits per object beyond what the tracker holds itself
+    (`memory_bytes(snapshots)` counts them): memory grows with n, never with the stream.
+    """
+
+    frame_index: int  # the last tracked frame then (-1 before the first)
+    frame_hw: tuple[int, int] | None
+    memory_pos: torch.Tensor | None  # (1, Cm, h, w)
+    objects: dict[int, _ObjectState]  # private copies: restore copies them again
+
+    @property
+    def object_ids(self) -> list[int]:
+        return list(self.objects)
+
+    def memory_stats(self) -> dict[int, MemoryStats]:
+        """Frames and bytes referenced per object (shared with the tracker, not extra)."""
+        return {obj_id: state.bank.stats() for obj_id, state in self.objects.items()}
 
 
 @dataclass(frozen=True)
@@ -118,6 +162,17 @@ class StreamingTracker:
         """Frames and bytes held per object."""
         return {obj_id: state.bank.stats() for obj_id, state in self._objects.items()}
 
+    def memory_bytes(self, snapshots: Iterable[TrackerSnapshot] = ()) -> int:
+        """Bytes of per-object state kept alive by the tracker and `snapshots` of it together,
+        each storage counted once (snapshots share most of theirs with the tracker)."""
+        storages: dict[int, int] = {}
+        for objects in [self._objects, *(snapshot.objects for snapshot in snapshots)]:
+            for state in objects.values():
+                for tensor in state.tensors():
+                    storage = tensor.untyped_storage()
+                    storages[storage.data_ptr()] = storage.nbytes()
+        return sum(storages.values())
+
     def reset(self) -> None:
         """Forget every object and frame."""
         self._objects.clear()
@@ -125,6 +180,24 @@ class StreamingTracker:
         self._frame_hw = None
         self._features = None
         self._memory_pos = None
+
+    def snapshot(self) -> TrackerSnapshot:
+        """The current state, less the current frame's image features (see TrackerSnapshot)."""
+        return TrackerSnapshot(
+            frame_index=self._frame_idx,
+            frame_hw=self._frame_hw,
+            memory_pos=self._memory_pos,
+            objects={obj_id: state.copy() for obj_id, state in self._objects.items()},
+        )
+
+    def restore(self, snapshot: TrackerSnapshot) -> None:
+        """Return to the state `snapshot` (taken from this tracker) was taken in. Prompts wait
+        for the next `track`: the snapshot has no image features of its frame."""
+        self._objects = {obj_id: state.copy() for obj_id, state in snapshot.objects.items()}
+        self._frame_idx = snapshot.frame_index
+        self._frame_hw = snapshot.frame_hw
+        self._features = None
+        self._memory_pos = snapshot.memory_pos
 
     def remove_object(self, obj_id: int) -> None:
         if obj_id not in self._objects:
@@ -184,7 +257,8 @@ class StreamingTracker:
         frame for this object.
         """
         if self._features is None or self._frame_hw is None:
-            raise ValueError("no frame yet: call track(frame) before add_prompt")
+            state = "no frame yet" if self._frame_idx < 0 else "restored state without the frame's features"
+            raise ValueError(f"{state}: call track(frame) before add_prompt")
         if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)):
             raise ValueError(f"obj_id must be an int, got {type(obj_id).__name__}")
         obj_id = int(obj_id)

@@ -70,10 +70,10 @@ class FrameBuffer:
         for frame in reversed(frames):
             if frame.stamp_ns == stamp_ns:
                 return frame
-        held = (f"{len(frames)} frames with stamps {_fmt(frames[0].stamp_ns)} .. "
-                f"{_fmt(frames[-1].stamp_ns)}" if frames else "no frames")
+        held = (f"{len(frames)} frames with stamps {format_stamp(frames[0].stamp_ns)} .. "
+                f"{format_stamp(frames[-1].stamp_ns)}" if frames else "no frames")
         raise FrameNotBufferedError(
-            f"no buffered frame has stamp {_fmt(stamp_ns)}; the buffer holds {held} "
+            f"no buffered frame has stamp {format_stamp(stamp_ns)}; the buffer holds {held} "
             f"(raise frame_buffer_length to keep more)")
 
     def after(self, seq: int) -> list[BufferedFrame]:
@@ -86,5 +86,6 @@ class FrameBuffer:
             return len(self._frames)
 
 
-def _fmt(stamp_ns: int) -> str:
+def format_stamp(stamp_ns: int) -> str:
+    """Seconds with nanoseconds, as messages name a stamp."""
     return f"{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}"

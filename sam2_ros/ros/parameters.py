@@ -69,8 +69,9 @@ SPECS: dict[str, _Spec] = {
                          int_range=(1, 255, 1)),
     "max_conditioning_frames": _Spec("Most prompted frames the memory attends to per object.",
                                      int_range=(2, 64, 1)),
-    "frame_buffer_length": _Spec("Recent frames kept for stamped prompts (each costs one "
-                                 "re-tracked frame at most per prompt).",
+    "frame_buffer_length": _Spec("Recent frames kept for stamped prompts (each tracked one "
+                                 "keeps a snapshot of the memory; a prompt re-tracks at most "
+                                 "this many).",
                                  int_range=(1, 300, 1)),
     "image_topic": _Spec("sensor_msgs/Image input (remap it or set it here)."),
     "compressed_image_topic": _Spec("Optional sensor_msgs/CompressedImage input; empty = off."),

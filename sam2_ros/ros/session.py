@@ -1,21 +1,28 @@
 """The tracker plus the recent-frame buffer: what the worker thread runs, free of ROS.
 
-Stamped prompts. The tracker only prompts its last tracked frame, so to prompt an
-older buffered frame the session tracks that frame again, applies the prompt there
-and re-tracks the frames it had tracked since, up to now. The replay is bounded by
-the buffer length and leaves the tracker's last frame where it was. The tracker
-then holds the old frames' memories next to the replayed ones; its memory bank
-bounds both.
+Stamped prompts. The tracker only prompts its last tracked frame, so for each tracked frame
+still buffered the session keeps the tracker's snapshot from just before it and the edits
+(prompts, removals) applied on it. A prompt on an older frame restores that frame's
+snapshot, tracks the frame again, replays its edits, applies the prompt, then tracks the
+later frames again with their edits: the tracker ends exactly where the same prompt given
+live on that frame would have left it. The replay is bounded by the buffer length; a
+prompt that fails still replays, which returns the tracker exactly to where it was.
+
+Frames the worker skipped (a newer one arrived first) never entered the memory, and
+inserting one now would change what every later frame saw, so a stamped prompt on a
+skipped frame is refused with the stamps of the nearest tracked frames. A frame newer than
+the last tracked one is tracked on the spot (the worker would have tracked it next).
 """
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from sam2_ros.ros.frame_buffer import BufferedFrame, FrameBuffer
+from sam2_ros.ros.frame_buffer import BufferedFrame, FrameBuffer, format_stamp
 
 
 class ObjectResultLike(Protocol):
@@ -25,10 +32,18 @@ class ObjectResultLike(Protocol):
     visible: bool
 
 
+class SnapshotLike(Protocol):
+    object_ids: list[int]  # the objects tracked when it was taken
+
+
 class TrackerLike(Protocol):
     """The part of the engine's StreamingTracker the node uses."""
 
     object_ids: list[int]
+
+    def snapshot(self) -> SnapshotLike: ...
+
+    def restore(self, snapshot: SnapshotLike) -> None: ...
 
     def track(self, frame: np.ndarray) -> dict[int, ObjectResultLike]: ...
 
@@ -40,7 +55,7 @@ class TrackerLike(Protocol):
 
     def reset(self) -> None: ...
 
-    def memory_stats(self) -> dict[int, object]: ...  # values have .bytes
+    def memory_bytes(self, snapshots: Iterable[SnapshotLike]) -> int: ...
 
 
 class PromptError(ValueError):
@@ -60,6 +75,22 @@ class Prompt:
     stamp_ns: int  # 0 = the newest frame
 
 
+@dataclass(frozen=True)
+class Removal:
+    """A RemoveObject request, kept to replay it after a stamped prompt."""
+
+    object_id: int
+
+
+@dataclass
+class TrackedFrame:
+    """A tracked frame, the tracker's state just before it, and the edits made on it."""
+
+    frame: BufferedFrame
+    before: SnapshotLike
+    edits: list[Prompt | Removal] = field(default_factory=list)  # in the order applied
+
+
 class TrackingSession:
     """Feeds frames to the tracker and applies prompts on the frame they name."""
 
@@ -68,13 +99,13 @@ class TrackingSession:
         self._tracker = tracker
         self._frames = frames
         self._max_objects = max_objects
-        self._tracked: deque[int] = deque(maxlen=capacity)  # seqs of tracked frames
-        self._last: BufferedFrame | None = None
+        # One snapshot per tracked frame: memory bounded by the buffer length (TrackerSnapshot).
+        self._history: deque[TrackedFrame] = deque(maxlen=capacity)
 
     @property
     def last_frame(self) -> BufferedFrame | None:
         """The tracker's last tracked frame (what a stamp-0 prompt would see)."""
-        return self._last
+        return self._history[-1].frame if self._history else None
 
     @property
     def object_ids(self) -> list[int]:
@@ -82,26 +113,28 @@ class TrackingSession:
 
     def track(self, frame: BufferedFrame) -> dict[int, ObjectResultLike] | None:
         """Track a new frame; None when it is not newer than the last one (already seen)."""
-        if self._last is not None and frame.seq <= self._last.seq:
+        last = self.last_frame
+        if last is not None and frame.seq <= last.seq:
             return None
         return self._track(frame)
 
     def _track(self, frame: BufferedFrame) -> dict[int, ObjectResultLike]:
+        before = self._tracker.snapshot()
         results = self._tracker.track(frame.rgb)
-        self._tracked.append(frame.seq)
-        self._last = frame
+        self._history.append(TrackedFrame(frame=frame, before=before))
         return results
 
     def add_prompt(self, prompt: Prompt) -> tuple[BufferedFrame, ObjectResultLike]:
         """Apply the prompt on its frame and return that frame and the object's result there."""
         target = self._target(prompt.stamp_ns)
-        self._check(prompt, target)
-        if self._last is not None and target.seq == self._last.seq:
-            return target, self._apply(prompt)
-        if self._last is None or target.seq > self._last.seq:
+        replay = self._replay_from(target)
+        self._check(prompt, target, replay)
+        if replay:
+            return target, self._prompt_past(prompt, replay)
+        last = self.last_frame
+        if last is None or target.seq > last.seq:
             self._track(target)
-            return target, self._apply(prompt)
-        return target, self._prompt_past(prompt, target)
+        return target, self._apply(prompt)
 
     def _target(self, stamp_ns: int) -> BufferedFrame:
         if stamp_ns != 0:
@@ -111,12 +144,30 @@ class TrackingSession:
             raise PromptError("no camera frame received yet: publish images before prompting")
         return newest
 
-    def _check(self, prompt: Prompt, frame: BufferedFrame) -> None:
+    def _replay_from(self, target: BufferedFrame) -> list[TrackedFrame]:
+        """The tracked frames from `target` on when it is older than the last tracked frame
+        (empty when the prompt applies now); PromptError for a frame that was not tracked."""
+        last = self.last_frame
+        if last is None or target.seq >= last.seq:
+            return []
+        history = list(self._history)
+        for index, entry in enumerate(history):
+            if entry.frame.seq == target.seq:
+                return history[index:]
+        nearest = ([e.frame for e in history if e.frame.seq < target.seq][-1:]
+                   + [e.frame for e in history if e.frame.seq > target.seq][:1])
+        raise PromptError(
+            f"the frame with stamp {format_stamp(target.stamp_ns)} was received but not "
+            f"tracked (the worker skipped it for a newer frame, or it came before a reset), so "
+            f"the memory has no trace of it to prompt; the nearest tracked frames have stamps "
+            f"{' and '.join(format_stamp(f.stamp_ns) for f in nearest)}")
+
+    def _check(self, prompt: Prompt, frame: BufferedFrame, replay: list[TrackedFrame]) -> None:
         """Checks that need the frame; everything else was checked on the request."""
-        is_new = prompt.object_id not in self._tracker.object_ids
-        if is_new and len(self._tracker.object_ids) >= self._max_objects:
+        if self._peak_objects(prompt, replay) > self._max_objects:
+            where = " on or after that frame" if replay else ""
             raise PromptError(f"cannot add object {prompt.object_id}: already tracking "
-                              f"{self._max_objects} objects (max_objects)")
+                              f"{self._max_objects} objects (max_objects){where}")
         width, height = frame.width, frame.height
         if prompt.points is not None and len(prompt.points):
             xs, ys = prompt.points[:, 0], prompt.points[:, 1]
@@ -135,36 +186,69 @@ class TrackingSession:
             raise PromptError(f"mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]}; "
                               f"expected the frame's size {width}x{height}")
 
-    def _apply(self, prompt: Prompt) -> ObjectResultLike:
-        return self._tracker.add_prompt(prompt.object_id, points=prompt.points,
-                                        labels=prompt.labels, box=prompt.box,
-                                        mask=prompt.mask, clear_old=prompt.clear_old)
+    def _peak_objects(self, prompt: Prompt, replay: list[TrackedFrame]) -> int:
+        """The most objects tracked at once with the prompt applied (and the edits after it
+        replayed)."""
+        if not replay:
+            return len({*self._tracker.object_ids, prompt.object_id})
+        first, *later = replay
+        ids = set(first.before.object_ids)
+        peak = len(ids)
+        for edit in [*first.edits, prompt, *(e for entry in later for e in entry.edits)]:
+            if isinstance(edit, Removal):
+                ids.discard(edit.object_id)
+            else:
+                ids.add(edit.object_id)
+            peak = max(peak, len(ids))
+        return peak
 
-    def _prompt_past(self, prompt: Prompt, target: BufferedFrame) -> ObjectResultLike:
-        """Prompt an older frame: track it again, prompt it, re-track to now."""
-        last = self._last
-        replay = [frame for frame in self._frames.after(target.seq) if frame.seq in self._tracked]
-        self._tracker.track(target.rgb)
+    def _apply(self, prompt: Prompt) -> ObjectResultLike:
+        """Prompt the last tracked frame and log the prompt on it."""
+        result = self._tracker.add_prompt(prompt.object_id, points=prompt.points,
+                                          labels=prompt.labels, box=prompt.box,
+                                          mask=prompt.mask, clear_old=prompt.clear_old)
+        self._history[-1].edits.append(prompt)
+        return result
+
+    def _remove(self, removal: Removal) -> None:
+        self._tracker.remove_object(removal.object_id)
+        self._history[-1].edits.append(removal)
+
+    def _prompt_past(self, prompt: Prompt, replay: list[TrackedFrame]) -> ObjectResultLike:
+        """Back to just before the prompted frame, then forward again with every edit given
+        since; the new prompt follows the edits already made on its frame."""
+        first, *later = replay
+        self._tracker.restore(first.before)
+        for _ in replay:
+            self._history.pop()
+        self._retrack(first)
         try:
             return self._apply(prompt)
         finally:
-            # Back to now even when the prompt failed, so later frames follow on.
-            for frame in replay:
-                self._tracker.track(frame.rgb)
-            self._last = last
+            # Forward to now even when the prompt failed: that is exactly where it was.
+            for entry in later:
+                self._retrack(entry)
+
+    def _retrack(self, entry: TrackedFrame) -> None:
+        self._track(entry.frame)
+        for edit in entry.edits:
+            if isinstance(edit, Removal):
+                self._remove(edit)
+            else:
+                self._apply(edit)
 
     def memory_bytes(self) -> int:
-        """Bytes of memory the tracker holds over all objects."""
-        return sum(stats.bytes for stats in self._tracker.memory_stats().values())
+        """Bytes of object memory held by the tracker and the snapshots for stamped prompts."""
+        return self._tracker.memory_bytes(entry.before for entry in self._history)
 
     def remove_object(self, object_id: int) -> None:
         if object_id not in self._tracker.object_ids:
             raise KeyError(f"unknown object id {object_id}; tracking "
                            f"{sorted(self._tracker.object_ids) or 'no objects'}")
-        self._tracker.remove_object(object_id)
+        self._remove(Removal(object_id))
 
     def reset(self) -> None:
-        """Forget every object and all memory; buffered frames stay promptable."""
+        """Forget every object and all memory. Until the next frame is tracked any buffered
+        frame can be prompted (it starts the new stream); after that, older ones cannot."""
         self._tracker.reset()
-        self._tracked.clear()
-        self._last = None
+        self._history.clear()

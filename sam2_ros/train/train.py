@@ -31,7 +31,7 @@ from sam2_ros.engine.model import SAM2Model, build_model
 from sam2_ros.train.backgrounds import load_backgrounds
 from sam2_ros.train.prompts import PromptMix, plan_prompts
 from sam2_ros.train.rollout import RolloutLoss, rollout
-from sam2_ros.train.video_gen import generate_clip
+from sam2_ros.train.video_gen import Clip, generate_clip
 
 REPO = Path(__file__).resolve().parents[2]
 # Photos to crop backgrounds from. The `blocks` test frames stay unseen: they are the real
@@ -54,9 +54,13 @@ class TrainConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    video_prob: float = 0.7  # otherwise an image (single-frame) example
+    video_prob: float = 0.5  # otherwise an image (single-frame) example
     video_frames: int = 4
-    num_objects: tuple[int, int] = (1, 3)
+    num_objects: tuple[int, int] = (1, 4)
+    # Each object of an image example is prompted this many times, independently (SAM 2 samples
+    # many prompts per image). The decoder is cheap next to the image encoder, and the prompt-to-
+    # location mapping only emerges after a few thousand prompts (measured on CPU, see the card).
+    image_prompts_per_object: int = 4
     clicks_per_correction: int = 2  # SAM 2 uses 7; fewer keeps CPU steps short
 
     def lr_at(self, step: int) -> float:
@@ -138,6 +142,8 @@ def train_step(state: TrainState, cfg: TrainConfig, backgrounds: Sequence[np.nda
     frames = cfg.video_frames if video else 1
     clip = generate_clip(rng, num_frames=frames, size=(cfg.image_size, cfg.image_size),
                          num_objects=cfg.num_objects, backgrounds=backgrounds)
+    if not video:
+        clip = replicate_objects(clip, cfg.image_prompts_per_object)
     plan = plan_prompts(rng, frames, cfg.prompt_mix)
     for group in state.optimizer.param_groups:
         group["lr"] = cfg.lr_at(state.step)
@@ -148,6 +154,13 @@ def train_step(state: TrainState, cfg: TrainConfig, backgrounds: Sequence[np.nda
     state.optimizer.step()
     state.step += 1
     return StepLog(example="video" if video else "image", frames=frames, objects=clip.masks.shape[1], loss=loss)
+
+
+def replicate_objects(clip: Clip, times: int) -> Clip:
+    """Each object `times` times in a row, so that each copy gets its own prompts."""
+    return dataclasses.replace(clip, masks=np.repeat(clip.masks, times, axis=1),
+                               visible=np.repeat(clip.visible, times, axis=1),
+                               obj_ids=np.arange(1, clip.masks.shape[1] * times + 1, dtype=np.int64))
 
 
 def export_weights(model: SAM2Model, cfg: TrainConfig, state: TrainState, weights: Path) -> None:
@@ -212,6 +225,14 @@ def plot_curve(csv_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
+def _truncate_log(csv_path: Path, step: int) -> None:
+    """Drop the rows of steps after `step`: a run cut off after its last save repeats them."""
+    with csv_path.open() as f:
+        rows = list(csv.reader(f))
+    with csv_path.open("w", newline="") as f:
+        csv.writer(f).writerows([rows[0], *(r for r in rows[1:] if int(r[0]) <= step)])
+
+
 def train(cfg: TrainConfig, out: Path, *, minutes: float, resume: bool, weights: Path | None,
           save_every_s: float = 180.0) -> TrainState:
     """Train until `cfg.steps` or `minutes` of wall time; save the state, curve and weights."""
@@ -219,6 +240,7 @@ def train(cfg: TrainConfig, out: Path, *, minutes: float, resume: bool, weights:
     if resume:
         state = load_state(cfg, state_path)
         print(f"resumed at step {state.step} ({state.elapsed_s / 60:.1f} min trained)", flush=True)
+        _truncate_log(csv_path, state.step)
     else:
         state = new_state(cfg)
         out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ from torch import nn
 
 from reference_sam2 import build_reference, save_official
 from sam2_ros.engine.checkpoint import CheckpointError, CheckpointNotFoundError, load_checkpoint
-from sam2_ros.engine.image_encoder import ImageEncoder, hiera_config
+from sam2_ros.engine.config import sam2_config
+from sam2_ros.engine.image_encoder import ImageEncoder
 
 
 class EncoderOnly(nn.Module):
@@ -17,7 +18,7 @@ class EncoderOnly(nn.Module):
 
     def __init__(self, size: str = "tiny") -> None:
         super().__init__()
-        self.image_encoder = ImageEncoder(hiera_config(size))
+        self.image_encoder = ImageEncoder(sam2_config(size).image_encoder)
 
 
 @pytest.fixture(scope="module")

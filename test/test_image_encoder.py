@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from reference_sam2 import build_reference
-from sam2_ros.engine.image_encoder import HieraConfig, ImageEncoder, ImageEncoderConfig, hiera_config
+from sam2_ros.engine.config import sam2_config
+from sam2_ros.engine.image_encoder import HieraConfig, ImageEncoder, ImageEncoderConfig
 
 TOL = 2e-4
 PREFIX = "image_encoder."
@@ -16,7 +17,7 @@ PREFIX = "image_encoder."
 def encoder_like(reference: torch.nn.Module, size: str, device: str) -> ImageEncoder:
     """Our encoder for `size`, holding the reference's image_encoder weights (strict key match)."""
     weights = {k[len(PREFIX):]: v for k, v in reference.state_dict().items() if k.startswith(PREFIX)}
-    encoder = ImageEncoder(hiera_config(size))
+    encoder = ImageEncoder(sam2_config(size).image_encoder)
     encoder.load_state_dict(weights)
     return encoder.eval().to(device)
 
@@ -68,7 +69,7 @@ def test_batch_elements_are_independent(device: str) -> None:
     ("size", "embed_dim", "blocks"), [("tiny", 96, 12), ("small", 96, 16), ("base_plus", 112, 24), ("large", 144, 48)]
 )
 def test_presets_have_official_shapes(size: str, embed_dim: int, blocks: int) -> None:
-    cfg = hiera_config(size)
+    cfg = sam2_config(size).image_encoder
     assert cfg.trunk.embed_dim == embed_dim
     assert sum(cfg.trunk.stages) == blocks
     assert cfg.backbone_channel_list == (8 * embed_dim, 4 * embed_dim, 2 * embed_dim, embed_dim)
@@ -76,11 +77,11 @@ def test_presets_have_official_shapes(size: str, embed_dim: int, blocks: int) ->
 
 def test_unknown_size_names_the_choices() -> None:
     with pytest.raises(ValueError, match="huge.*base_plus"):
-        hiera_config("huge")
+        sam2_config("huge")
 
 
 def test_rejects_images_that_do_not_tile() -> None:
-    encoder = ImageEncoder(hiera_config("tiny"))
+    encoder = ImageEncoder(sam2_config("tiny").image_encoder)
     with pytest.raises(ValueError, match=r"multiples of 32, got \(1, 3, 240, 256\)"):
         encoder(torch.zeros(1, 3, 240, 256))
 

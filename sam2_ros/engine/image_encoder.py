@@ -22,7 +22,7 @@ from sam2_ros.engine.position_encoding import PositionEmbeddingSine
 
 @dataclass(frozen=True)
 class HieraConfig:
-    """Hiera trunk hyperparameters; defaults are SAM 2.1 tiny."""
+    """Hiera trunk hyperparameters; defaults are SAM 2.1 tiny (every size: `config.py`)."""
 
     embed_dim: int = 96  # channels of stage 1
     num_heads: int = 1  # heads of stage 1
@@ -71,34 +71,6 @@ class ImageEncoderConfig:
                 f"backbone_channel_list must equal the trunk's stage channels "
                 f"{self.trunk.channel_list}, got {tuple(self.backbone_channel_list)}"
             )
-
-
-_TRUNKS = {
-    "tiny": HieraConfig(),
-    "small": HieraConfig(stages=(1, 2, 11, 2), global_att_blocks=(7, 10, 13)),
-    "base_plus": HieraConfig(
-        embed_dim=112,
-        num_heads=2,
-        stages=(2, 3, 16, 3),
-        global_att_blocks=(12, 16, 20),
-        window_pos_embed_bkg_spatial_size=(14, 14),
-    ),
-    "large": HieraConfig(
-        embed_dim=144,
-        num_heads=2,
-        stages=(2, 6, 36, 4),
-        global_att_blocks=(23, 33, 43),
-        window_spec=(8, 4, 16, 8),
-    ),
-}
-
-
-def hiera_config(size: str) -> ImageEncoderConfig:
-    """Image encoder of an official size (the same in SAM 2.0 and 2.1)."""
-    if size not in _TRUNKS:
-        raise ValueError(f"unknown SAM 2 size {size!r}; expected one of {sorted(_TRUNKS)}")
-    trunk = _TRUNKS[size]
-    return ImageEncoderConfig(trunk=trunk, backbone_channel_list=trunk.channel_list)
 
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:

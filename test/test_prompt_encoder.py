@@ -112,3 +112,29 @@ def test_wrong_mask_size_is_rejected() -> None:
     ours = PromptEncoder(PromptEncoderConfig(image_embedding_size=16, input_image_size=256))
     with pytest.raises(ValueError, match=r"\(B, 1, 64, 64\), got \(1, 1, 32, 32\)"):
         ours(None, None, torch.zeros(1, 1, 32, 32))
+
+
+def test_dense_pe_is_cached_and_never_stale() -> None:
+    """One grid per size, recomputed when the frequencies change: loaded in place (version
+    bump) or replaced; first asked for under inference_mode, it still works with autograd."""
+    ours = PromptEncoder(PromptEncoderConfig(image_embedding_size=16, input_image_size=256))
+    layer = ours.pe_layer
+
+    def fresh() -> torch.Tensor:
+        return layer._compute_grid(16)[None]
+
+    with torch.inference_mode():
+        first = ours.get_dense_pe()
+    assert not first.is_inference() and torch.equal(first, fresh())
+    assert ours.get_dense_pe().data_ptr() == first.data_ptr()  # cached, not rebuilt
+    weight = torch.ones(1, requires_grad=True)
+    (ours.get_dense_pe() * weight).sum().backward()
+    assert weight.grad is not None
+
+    doubled = 2 * layer.positional_encoding_gaussian_matrix
+    ours.load_state_dict({**ours.state_dict(), "pe_layer.positional_encoding_gaussian_matrix": doubled})
+    loaded = ours.get_dense_pe()
+    assert torch.equal(loaded, fresh()) and not torch.equal(loaded, first)
+
+    layer.positional_encoding_gaussian_matrix = torch.randn(2, 128)
+    assert torch.equal(ours.get_dense_pe(), fresh()) and not torch.equal(ours.get_dense_pe(), loaded)

@@ -33,6 +33,8 @@ class RandomFourierEncoding(nn.Module):
     def __init__(self, num_pos_feats: int) -> None:
         super().__init__()
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_pos_feats))
+        # (size, autocast dtype) -> (the matrix it was computed from, its version, the grid)
+        self._grids: dict[tuple[int, torch.dtype | None], tuple[torch.Tensor, int, torch.Tensor]] = {}
 
     def encode(self, coords: torch.Tensor) -> torch.Tensor:
         """coords: (..., 2) as (x, y) in [0, 1] -> (..., 2 * num_pos_feats) as [sin, cos]."""
@@ -46,7 +48,30 @@ class RandomFourierEncoding(nn.Module):
         return self.encode((coords / image_size).float())
 
     def grid(self, size: int) -> torch.Tensor:
-        """Encoding of the centres of a size x size grid: (2F, size, size)."""
+        """Encoding of the centres of a size x size grid: (2F, size, size).
+
+        The decoder asks for it on every call, so it is cached for the current frequencies
+        (and autocast dtype, which rounds the product). The cache can't go stale: moving or
+        converting the module makes a new matrix, and writing into it (`load_state_dict`)
+        bumps its version; either computes the grid again. While torch.export /
+        torch.compile trace, or for an inference tensor (no version counter), it is
+        computed on every call instead.
+        """
+        matrix = self.positional_encoding_gaussian_matrix
+        if torch.compiler.is_compiling() or matrix.is_inference():
+            return self._compute_grid(size)
+        device_type = matrix.device.type
+        autocast = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+        key = (size, autocast)
+        cached = self._grids.get(key)
+        if cached is None or cached[0] is not matrix or cached[1] != matrix._version:
+            # A normal tensor even when first asked for under inference_mode, so that a
+            # later autograd pass (training) can still use it.
+            with torch.inference_mode(False), torch.no_grad():
+                self._grids[key] = (matrix, matrix._version, self._compute_grid(size))
+        return self._grids[key][2]
+
+    def _compute_grid(self, size: int) -> torch.Tensor:
         device = self.positional_encoding_gaussian_matrix.device
         centres = (torch.arange(size, dtype=torch.float32, device=device) + 0.5) / size  # (S,)
         y = centres[:, None].expand(size, size)  # (S, S)

@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_argument("--objects", default=None, help="comma-separated object counts, one stream each")
     common.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     common.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                        help="ours and the eager reference (autocast below float32; CUDA only)")
+                        help="ours and the eager reference (autocast below float32; CUDA only); "
+                             "onnxruntime is always float32, tensorrt float16 unless bfloat16 is asked")
     common.add_argument("--compile", action="store_true", help="torch.compile our torch backend's parts")
     common.add_argument("--cuda-graphs", action="store_true", help="CUDA graphs for our torch backend's parts")
     common.add_argument("--checkpoint", type=Path, help="official .pt file; random weights without it")
@@ -175,6 +176,10 @@ def notes(args: argparse.Namespace, device: torch.device) -> list[str]:
     if args.command == "backends":
         out.append("part timings synchronize the device around each part, for every runner alike; "
                    "`engine` gives per-frame figures without that")
+        out.append("parts: Meta's decoder includes upsampling the masks to the image size, which ours does in "
+                   "the memory encoder; compare decoder + memory_encoder")
+        out.append("onnxruntime runs float32 graphs whatever --dtype; tensorrt builds float16 engines "
+                   "unless --dtype asks for bfloat16")
     if REFERENCE_MODES[args.reference_mode]:
         out.append("reference held bytes: the tensors the causal driver keeps (the predictor's per-frame "
                    "fields, never evicted); ours: the bounded memory bank (memory_stats)")
@@ -213,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = []
     for n in objects:
+        print(f"{n} object(s): {', '.join(r.name for r in runners)}, 1 prompted + {args.warmup} warm-up + "
+              f"{args.frames} timed frames each ...", file=sys.stderr, flush=True)
         stream = run_stream(runners, frames, n_objects=n, warmup=args.warmup, timed=args.frames,
                             device=device, time_parts=args.command == "backends")
         runs.append(report.run_entry(n, stream, runners))

@@ -27,7 +27,7 @@ def plot(document: dict[str, Any], path: str | Path) -> Path:
             xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(GROUPS))]
             medians = [s["median"] if s else 0.0 for s in per_group]
             whiskers = [s["p90"] - s["median"] if s else 0.0 for s in per_group]
-            ax.bar(xs, medians, width, yerr=whiskers, capsize=2, label=name)
+            ax.bar(xs, medians, width, yerr=[[0.0] * len(whiskers), whiskers], capsize=2, label=name)
         ax.set_xticks(range(len(GROUPS)), GROUPS)
         ax.set_ylabel("ms per frame (median, p90)")
         ax.set_title(f"{run['objects']} object(s)")

@@ -158,7 +158,8 @@ def _time_parts(predictor: torch.nn.Module, timer: PartTimer) -> None:
     forwards stay inside): the image encoder with the decoder's high-res projections
     (`forward_image`), memory attention, prompt encoder + mask decoder + pointer head
     (`_forward_sam_heads`), and the memory encoder with its mask preparation
-    (`_encode_new_memory`) -- the same cuts as our backends' parts."""
+    (`_encode_new_memory`) -- the same cuts as our backends' parts, except that Meta's decoder
+    upsamples its masks to the image size, which our memory encoder does instead."""
     device = predictor.device
 
     def timed(part: str, fn: Callable[..., Any]) -> Callable[..., Any]:

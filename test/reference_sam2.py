@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-REF_CONFIGS = {
-    ("2.1", "tiny"): "configs/sam2.1/sam2.1_hiera_t.yaml",
-    ("2.1", "small"): "configs/sam2.1/sam2.1_hiera_s.yaml",
-    ("2.1", "base_plus"): "configs/sam2.1/sam2.1_hiera_b+.yaml",
-    ("2.1", "large"): "configs/sam2.1/sam2.1_hiera_l.yaml",
-    ("2.0", "tiny"): "configs/sam2/sam2_hiera_t.yaml",
-    ("2.0", "small"): "configs/sam2/sam2_hiera_s.yaml",
-    ("2.0", "base_plus"): "configs/sam2/sam2_hiera_b+.yaml",
-    ("2.0", "large"): "configs/sam2/sam2_hiera_l.yaml",
-}
+from sam2_ros.bench.reference import REFERENCE_CONFIGS as REF_CONFIGS
+from sam2_ros.bench.reference import reference_overrides
 
 
 def build_reference(size: str, image_size: int, version: str = "2.1", seed: int = 0) -> torch.nn.Module:
@@ -28,17 +20,12 @@ def build_reference(size: str, image_size: int, version: str = "2.1", seed: int 
     pytest.importorskip("sam2", reason="reference sam2==1.1.0 not installed (scripts/setup.sh installs it)")
     from sam2.build_sam import build_sam2
 
-    feat = image_size // 16
-    overrides = [
-        f"++model.image_size={image_size}",
-        f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
-        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
+    overrides = reference_overrides(image_size, max_conditioning_frames=4) + [
         # What SAM2VideoPredictor's builder sets (hole filling needs CUDA: left off).
         "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
         "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
         "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
         "++model.binarize_mask_from_pts_for_mem_enc=true",
-        "++model.max_cond_frames_in_attn=4",
     ]
     torch.manual_seed(seed)
     model = build_sam2(REF_CONFIGS[(version, size)], ckpt_path=None, device="cpu",

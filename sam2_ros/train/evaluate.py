@@ -159,6 +159,16 @@ def evaluate_real(model: SAM2Model, figure: Path | None) -> dict[str, object]:
     return {"video": str(REAL_VIDEO.relative_to(REPO)), "frames": len(frames), "objects": objects}
 
 
+def trained_image_size(checkpoint: Path, default: int = 256) -> int:
+    """The input size a checkpoint was trained at, from the .yaml written next to it."""
+    import yaml
+
+    description = checkpoint.with_suffix(".yaml")
+    if not description.is_file():
+        return default
+    return int(yaml.safe_load(description.read_text())["model"]["image_size"])
+
+
 def random_model(size: str, image_size: int) -> SAM2Model:
     torch.manual_seed(RANDOM_WEIGHTS_SEED)
     return build_model(size, image_size=image_size)
@@ -168,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=REPO / "weights" / "sam2_nano.pt")
     parser.add_argument("--size", default="nano")
-    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--image-size", type=int, help="default: the size in the checkpoint's .yaml, else 256")
     parser.add_argument("--out", type=Path, default=REPO / "weights" / "sam2_nano_eval")
     parser.add_argument("--clips", type=int, default=30)
     parser.add_argument("--frames", type=int, default=12)
@@ -176,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.image_size is None:
+        args.image_size = trained_image_size(args.checkpoint)
     trained = build_model(args.size, image_size=args.image_size)
     load_checkpoint(trained, args.checkpoint)
     models = {"trained": trained, "random": random_model(args.size, args.image_size)}

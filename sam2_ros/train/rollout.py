@@ -84,7 +84,7 @@ def _memory_tokens(model: SAM2Model, selection: MemorySelection, memory_pos: tor
 
 
 def _initial_points(
-    rng: np.random.Generator, kind: PromptKind, gt: np.ndarray, image_size: int
+    rng: np.random.Generator, kind: PromptKind, gt: np.ndarray, image_size: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """First clicks or box corners of K objects (K, H, W) in model pixels, padded to one length."""
     coords, labels = [], []
@@ -102,7 +102,7 @@ def _initial_points(
     for i, (c, lab) in enumerate(zip(coords, labels)):
         coords_t[i, : len(c)] = torch.from_numpy(points_to_model(c, gt.shape[1:], image_size))
         labels_t[i, : len(lab)] = torch.from_numpy(lab.astype(np.int32))
-    return coords_t, labels_t
+    return coords_t.to(device), labels_t.to(device)
 
 
 def _correction_points(
@@ -110,11 +110,12 @@ def _correction_points(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One click per object (K, 1, 2), (K, 1) from the error of the current prediction."""
     pred = F.interpolate(heads.low_res_logits.detach(), size=gt.shape[1:], mode="bilinear", align_corners=False)
-    pred = (pred[:, 0] > 0).numpy()  # (K, H, W)
+    pred = (pred[:, 0] > 0).cpu().numpy()  # (K, H, W)
     clicks = [sample_click(rng, g, p) for g, p in zip(gt, pred)]
     coords = np.stack([c for c, _ in clicks])  # (K, 2)
-    coords = torch.from_numpy(points_to_model(coords, gt.shape[1:], image_size))[:, None]  # (K, 1, 2)
-    labels = torch.tensor([[label] for _, label in clicks], dtype=torch.int32)  # (K, 1)
+    device = heads.low_res_logits.device
+    coords = torch.from_numpy(points_to_model(coords, gt.shape[1:], image_size))[:, None].to(device)  # (K, 1, 2)
+    labels = torch.tensor([[label] for _, label in clicks], dtype=torch.int32, device=device)  # (K, 1)
     return coords, labels
 
 
@@ -133,8 +134,9 @@ def rollout(
     if clip.frames.shape[1:3] != (size, size):
         raise ValueError(f"clip frames must be {size}x{size} (the model's input), got {clip.frames.shape[1:3]}")
     cfg = model.cfg
-    images = torch.cat([preprocess_frame(frame, size) for frame in clip.frames])  # (T, 3, S, S)
-    targets = torch.from_numpy(clip.masks).float()  # (T, K, S, S)
+    device = next(model.parameters()).device
+    images = torch.cat([preprocess_frame(frame, size, device=device) for frame in clip.frames])  # (T, 3, S, S)
+    targets = torch.from_numpy(clip.masks).to(device).float()  # (T, K, S, S)
     encoded = model.encode_image(images)
     bank = MemoryBank(
         max_conditioning=MAX_CONDITIONING_FRAMES, num_maskmem=cfg.num_maskmem, max_obj_ptrs=cfg.max_obj_ptrs_in_encoder
@@ -173,7 +175,7 @@ def rollout(
             if plan.kind is PromptKind.MASK:
                 heads = model.mask_as_output(feats, target)  # the mask is the output: nothing to learn
             else:
-                points = _initial_points(rng, plan.kind, gt, size)
+                points = _initial_points(rng, plan.kind, gt, size, device)
                 heads = decode(feats, memory, target, points=points, previous=heads)
         if t in plan.correction_frames:  # add_prompt(..., clear_old=False), one click at a time
             for _ in range(plan.clicks_per_correction):

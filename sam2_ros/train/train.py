@@ -86,9 +86,9 @@ class TrainState:
     elapsed_s: float = 0.0  # training wall time over all runs
 
 
-def new_state(cfg: TrainConfig) -> TrainState:
+def new_state(cfg: TrainConfig, device: str | torch.device = "cpu") -> TrainState:
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.size, image_size=cfg.image_size).train()
+    model = build_model(cfg.size, image_size=cfg.image_size).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return TrainState(model=model, optimizer=optimizer, rng=np.random.default_rng(cfg.seed))
 
@@ -105,6 +105,7 @@ def save_state(state: TrainState, cfg: TrainConfig, path: Path) -> None:
             "elapsed_s": state.elapsed_s,
             "numpy_rng": state.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "config": dataclasses.asdict(cfg),
         },
         tmp,
@@ -112,17 +113,19 @@ def save_state(state: TrainState, cfg: TrainConfig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_state(cfg: TrainConfig, path: Path) -> TrainState:
+def load_state(cfg: TrainConfig, path: Path, device: str | torch.device = "cpu") -> TrainState:
     """The state saved at `path`; the run's config must match the one it was saved with."""
     saved = torch.load(path, map_location="cpu", weights_only=False)
     saved_cfg = TrainConfig(**{**saved["config"], "num_objects": tuple(saved["config"]["num_objects"])})
     if saved_cfg != cfg:
         raise ValueError(f"{path} was saved by a run with config {saved_cfg}, not the requested {cfg}")
-    state = new_state(cfg)
+    state = new_state(cfg, device)
     state.model.load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.rng.bit_generator.state = saved["numpy_rng"]
     torch.set_rng_state(saved["torch_rng"])
+    if saved.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
     state.step, state.elapsed_s = saved["step"], saved["elapsed_s"]
     return state
 
@@ -168,7 +171,7 @@ def export_weights(model: SAM2Model, cfg: TrainConfig, state: TrainState, weight
     import yaml  # only the export needs it
 
     weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": {k: v.detach().clone() for k, v in model.state_dict().items()}}, weights)
+    torch.save({"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}, weights)
     description = {
         "model": {"size": model.cfg.size, "image_size": model.cfg.image_size, "version": model.cfg.version,
                   "build": f'build_model("{model.cfg.size}", image_size={model.cfg.image_size})'},
@@ -234,15 +237,15 @@ def _truncate_log(csv_path: Path, step: int) -> None:
 
 
 def train(cfg: TrainConfig, out: Path, *, minutes: float, resume: bool, weights: Path | None,
-          save_every_s: float = 180.0) -> TrainState:
+          device: str = "cpu", save_every_s: float = 180.0) -> TrainState:
     """Train until `cfg.steps` or `minutes` of wall time; save the state, curve and weights."""
     state_path, csv_path = out / "state.pt", out / "loss.csv"
     if resume:
-        state = load_state(cfg, state_path)
+        state = load_state(cfg, state_path, device)
         print(f"resumed at step {state.step} ({state.elapsed_s / 60:.1f} min trained)", flush=True)
         _truncate_log(csv_path, state.step)
     else:
-        state = new_state(cfg)
+        state = new_state(cfg, device)
         out.mkdir(parents=True, exist_ok=True)
         with csv_path.open("w", newline="") as f:
             csv.writer(f).writerow(CSV_FIELDS)
@@ -282,15 +285,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps, help="schedule length")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--image-size", type=int, default=TrainConfig.image_size,
+                        help="training (and intended inference) input size")
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "sam2_nano.pt",
                         help="where to export the trained weights")
     # One thread by default: on a machine shared with other jobs, two threads measured ~10x
     # slower per step here (the threads wait on each other whenever one is descheduled).
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="e.g. cuda (untested here: no GPU on this machine)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(steps=args.steps, seed=args.seed)
-    train(cfg, args.out, minutes=args.minutes, resume=args.resume, weights=args.weights)
+    cfg = TrainConfig(steps=args.steps, seed=args.seed, image_size=args.image_size)
+    train(cfg, args.out, minutes=args.minutes, resume=args.resume, weights=args.weights, device=args.device)
 
 
 if __name__ == "__main__":

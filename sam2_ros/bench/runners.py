@@ -3,10 +3,9 @@ small interface so that both see the same frames and prompts and do the same wor
 (preprocess, every object's mask at frame resolution as a numpy array)."""
 from __future__ import annotations
 
-import contextlib
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from sam2_ros.bench.reference import CausalReference
 from sam2_ros.engine import StreamingTracker
 from sam2_ros.engine.model import SAM2Model
 from sam2_ros.engine.preprocess import logits_to_frame_mask, preprocess_frame
+from sam2_ros.engine.precision import inference_context
 
 POSITIVE = np.array([1], dtype=np.int64)
 
@@ -117,7 +117,7 @@ class ReferenceRunner(Runner):
 
     def step(self, frame: np.ndarray) -> list[np.ndarray]:
         hw = (frame.shape[0], frame.shape[1])
-        with self._compute():
+        with inference_context(self.device, self.dtype):
             image = preprocess_frame(frame, self.predictor.image_size, device=self.device)  # (1, 3, S, S)
             results = self._reference.track(image, hw)
             return [
@@ -126,7 +126,7 @@ class ReferenceRunner(Runner):
             ]
 
     def prompt(self, obj_id: int, click: np.ndarray) -> None:
-        with self._compute():
+        with inference_context(self.device, self.dtype):
             self._reference.add_prompt(obj_id, points=click, labels=POSITIVE)
 
     def held_bytes(self) -> int:
@@ -135,16 +135,6 @@ class ReferenceRunner(Runner):
     def describe(self) -> dict[str, Any]:
         return {"kind": "reference", "mode": self.mode, "predictor": type(self.predictor).__name__,
                 "dtype": str(self.dtype).removeprefix("torch."), "compile": self.mode == "vos"}
-
-    @contextlib.contextmanager
-    def _compute(self) -> Iterator[None]:
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.dtype)
-            if self.dtype != torch.float32
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), autocast:
-            yield
 
     @property
     def _reference(self) -> CausalReference:

@@ -10,7 +10,6 @@ Every prompted frame becomes a conditioning memory (the predictor's
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ import torch
 
 from sam2_ros.engine.memory_bank import MemoryBank, MemoryEntry, MemorySelection, MemoryStats
 from sam2_ros.engine.model import FrameFeatures, HeadOutput, MemoryTokens, SAM2Model
+from sam2_ros.engine.precision import inference_context
 from sam2_ros.engine.preprocess import (
     check_frame,
     logits_to_frame_mask,
@@ -209,7 +209,7 @@ class StreamingTracker:
         frame = check_frame(frame)
         frame_hw = (frame.shape[0], frame.shape[1])
         t = self._frame_idx + 1
-        with self._compute():
+        with inference_context(self.device, self.dtype):
             feats = self.backend.encode_image(
                 preprocess_frame(frame, self.model.image_size, device=self.device)
             )
@@ -267,7 +267,7 @@ class StreamingTracker:
         t, feats = self._frame_idx, self._features
         bank = state.bank if state is not None else self._new_bank()
 
-        with self._compute():
+        with inference_context(self.device, self.dtype):
             if prompt.mask is not None:
                 heads = self.backend.mask_as_output(feats, prompt.mask)
                 frame_points = None
@@ -374,17 +374,6 @@ class StreamingTracker:
             num_maskmem=cfg.num_maskmem,
             max_obj_ptrs=cfg.max_obj_ptrs_in_encoder,
         )
-
-    @contextlib.contextmanager
-    def _compute(self) -> Iterator[None]:
-        """Inference mode, plus autocast for reduced precision on CUDA."""
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.dtype)
-            if self.dtype != torch.float32
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), autocast:
-            yield
 
     def _memory_tokens(self, selections: list[MemorySelection]) -> MemoryTokens:
         """Batch the memories of objects that share one layout."""

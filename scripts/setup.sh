@@ -38,6 +38,7 @@ ln -sfn "$NPINC" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_cor
 # CMake refuses exported include paths under the source directory.
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV" CMAKE_PREFIX_PATH="$VIRTUAL_ENV"
 if [ -f package.xml ]; then
+  mkdir -p "$ROOT/log"
   colcon --log-base "$ROOT/log" build --base-paths "$ROOT" --build-base "$ROOT/build" \
     --install-base "$ROOT/install" \
     --cmake-args -DPython3_EXECUTABLE="$(which python)" -DBUILD_TESTING=OFF \

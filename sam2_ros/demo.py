@@ -26,10 +26,10 @@ from PIL import Image as PILImage
 
 REPO = Path(__file__).resolve().parents[1]
 # The project's small trained checkpoint (sam2_ros.train.train): the engine's "nano" size,
-# trained at 256 px (see weights/SAM2_NANO_CARD.md).
+# trained at 128 px (see weights/SAM2_NANO_CARD.md).
 NANO_CHECKPOINT = REPO / "weights" / "sam2_nano.pt"
 NANO_MODEL_SIZE = "nano"
-NANO_IMAGE_SIZE = 256
+NANO_IMAGE_SIZE = 128
 OFFICIAL_TINY = REPO / "weights" / "sam2.1_hiera_tiny.pt"
 NODE_NAME = "sam2_demo"
 IMAGE_TOPIC = "/demo/camera/image"

@@ -123,7 +123,7 @@ def synthetic_figure(models: dict[str, SAM2Model], clip: Clip, path: Path, *, ev
     for model in models.values():
         tracked = track_clip(StreamingTracker(model), clip, PromptKind.BOX, np.random.default_rng(0))
         rows.append([_overlay(f, m) for f, m in zip(clip.frames[::every], tracked.masks[::every])])
-    Image.fromarray(np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)).save(path)
+    Image.fromarray(np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)).save(path, quality=85)
 
 
 def _box_iou(a: np.ndarray, b: Sequence[float]) -> float:
@@ -155,7 +155,7 @@ def evaluate_real(model: SAM2Model, figure: Path | None) -> dict[str, object]:
     if figure is not None:
         shown = range(0, len(frames), 3)
         tiles = [_overlay(frames[t], [per_frame[t][i].mask for i in REAL_BOXES]) for t in shown]
-        Image.fromarray(np.concatenate(tiles, axis=1)).save(figure)
+        Image.fromarray(np.concatenate(tiles, axis=1)).save(figure, quality=85)
     return {"video": str(REAL_VIDEO.relative_to(REPO)), "frames": len(frames), "objects": objects}
 
 
@@ -201,11 +201,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         results[name] = {
             "synthetic": evaluate_synthetic(model, num_clips=args.clips, num_frames=args.frames, kinds=kinds,
                                             backgrounds=backgrounds),
-            "real": evaluate_real(model, args.out / f"blocks_{name}.png"),
+            "real": evaluate_real(model, args.out / f"blocks_{name}.jpg"),
         }
         print(name, json.dumps(results[name]["synthetic"]), flush=True)
     example = heldout_clip(0, num_frames=args.frames, image_size=args.image_size, backgrounds=backgrounds)
-    synthetic_figure(models, example, args.out / "heldout_clip0.png")
+    synthetic_figure(models, example, args.out / "heldout_clip0.jpg")
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out / 'results.json'}")
 

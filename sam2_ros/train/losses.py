@@ -77,7 +77,9 @@ def decoder_loss(
     pred_ious: (K, M); object_score_logits: (K, 1); target: (K, 1, S, S) 0/1 float.
     """
     if mask_logits.shape[0] != target.shape[0] or target.shape[1] != 1:
-        raise ValueError(f"expected targets (K, 1, S, S) for K={mask_logits.shape[0]} objects, got {tuple(target.shape)}")
+        raise ValueError(
+            f"expected targets (K, 1, S, S) for K={mask_logits.shape[0]} objects, got {tuple(target.shape)}"
+        )
     logits = F.interpolate(mask_logits, size=target.shape[-2:], mode="bilinear", align_corners=False)  # (K, M, S, S)
     present = target.flatten(1).amax(dim=1)  # (K,) 1 where the object is in the frame
     focal = focal_loss(logits, target)  # (K, M)

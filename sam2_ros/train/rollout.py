@@ -181,7 +181,9 @@ def rollout(
             for _ in range(plan.clicks_per_correction):
                 assert heads is not None  # frame 0 is always prompted first
                 click = _correction_points(rng, heads, gt, size)
-                points = click if points is None else (torch.cat([points[0], click[0]], 1), torch.cat([points[1], click[1]], 1))
+                if points is not None:  # added to this frame's earlier clicks
+                    click = (torch.cat([points[0], click[0]], dim=1), torch.cat([points[1], click[1]], dim=1))
+                points = click
                 heads = decode(feats, memory, target, points=points, previous=heads)
         assert heads is not None
         conditioning = t in plan.prompt_frames or t in plan.correction_frames

@@ -213,7 +213,8 @@ def _plain(value: object) -> object:
 
 def machine_description() -> str:
     threads = torch.get_num_threads()
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs shared, torch {torch.__version__}, {threads} thread(s)"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} CPUs shared, torch {torch.__version__}, {threads} thread(s)"
 
 
 def plot_curve(csv_path: Path, png_path: Path) -> None:

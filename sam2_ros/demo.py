@@ -6,9 +6,9 @@ Publishes the frames of test/data/blocks as a camera topic, prompts three blocks
 through the node's services (points, a box, and a stamped correction on a past frame),
 saves every ~/overlay image to out/demo/ plus an animated GIF, and prints the FPS.
 
-Weights, best first: weights/sam2_nano.pt (the project's small trained checkpoint,
-when present), weights/sam2.1_hiera_tiny.pt (Meta's), else random weights -- said
-loudly, since the masks are then meaningless.
+Weights, best first: weights/sam2.1_hiera_tiny.pt (Meta's, when downloaded),
+weights/sam2_nano.pt (the project's small offline checkpoint), else random weights --
+said loudly, since the masks are then meaningless.
 """
 from __future__ import annotations
 
@@ -47,11 +47,11 @@ def pick_weights() -> Weights:
     """The best weights present on this machine (see the module docstring)."""
     from sam2_ros.engine.config import SIZES
 
+    if OFFICIAL_TINY.is_file():
+        return Weights("tiny", str(OFFICIAL_TINY), 1024, f"using Meta's {OFFICIAL_TINY}")
     if NANO_CHECKPOINT.is_file() and NANO_MODEL_SIZE in SIZES:
         return Weights(NANO_MODEL_SIZE, str(NANO_CHECKPOINT), NANO_IMAGE_SIZE,
                        f"using the project's trained checkpoint {NANO_CHECKPOINT}")
-    if OFFICIAL_TINY.is_file():
-        return Weights("tiny", str(OFFICIAL_TINY), 1024, f"using Meta's {OFFICIAL_TINY}")
     return Weights("tiny", "", 256,
                    f"NO CHECKPOINT: neither {NANO_CHECKPOINT} nor {OFFICIAL_TINY} exists, so "
                    f"the node runs with RANDOM weights and the masks are meaningless. For real "

@@ -426,9 +426,8 @@ def test_download_main_and_sums_file(tmp_path, monkeypatch) -> None:
 
 
 # demo ----------------------------------------------------------------------------------
-def test_demo_prefers_the_nano_checkpoint_then_official_then_random(tmp_path, monkeypatch) -> None:
+def test_demo_prefers_official_then_nano_then_random(tmp_path, monkeypatch) -> None:
     from sam2_ros import demo
-    from sam2_ros.engine import config as engine_config
 
     monkeypatch.setattr(demo, "NANO_CHECKPOINT", tmp_path / "sam2_nano.pt")
     monkeypatch.setattr(demo, "OFFICIAL_TINY", tmp_path / "sam2.1_hiera_tiny.pt")
@@ -436,11 +435,10 @@ def test_demo_prefers_the_nano_checkpoint_then_official_then_random(tmp_path, mo
     assert weights.checkpoint == "" and "RANDOM weights" in weights.note
     command = demo.node_command(weights, 256)
     assert "allow_random_weights:=true" in command and "image_size:=256" in command
-    (tmp_path / "sam2.1_hiera_tiny.pt").touch()
-    assert demo.pick_weights().checkpoint == str(tmp_path / "sam2.1_hiera_tiny.pt")
     (tmp_path / "sam2_nano.pt").touch()
-    monkeypatch.setattr(engine_config, "SIZES", (*engine_config.SIZES, demo.NANO_MODEL_SIZE))
     nano = demo.pick_weights()
     assert (nano.checkpoint, nano.model_size) == (str(tmp_path / "sam2_nano.pt"),
                                                   demo.NANO_MODEL_SIZE)
+    (tmp_path / "sam2.1_hiera_tiny.pt").touch()
+    assert demo.pick_weights().checkpoint == str(tmp_path / "sam2.1_hiera_tiny.pt")
     assert "allow_random_weights:=true" not in demo.node_command(nano, 512)

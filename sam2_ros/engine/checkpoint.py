@@ -16,8 +16,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sam2_ros.engine.config import SIZES, sam2_config
+
 # Official sizes by their Hiera trunk: (stage-1 channels, number of blocks).
-SIZES_BY_TRUNK = {(96, 12): "tiny", (96, 16): "small", (112, 24): "base_plus", (144, 48): "large"}
+# (trunk channels, trunk blocks) -> size name, from the one table of sizes in config.py.
+SIZES_BY_TRUNK = {
+    (cfg.embed_dim, sum(cfg.stages)): size
+    for size in SIZES
+    for cfg in [sam2_config(size, image_size=256).image_encoder.trunk]
+}
 # Parameters that SAM 2.1 added; a SAM 2.0 checkpoint lacks them.
 SAM21_ONLY_KEYS = ("no_obj_embed_spatial", "obj_ptr_tpos_proj.weight", "obj_ptr_tpos_proj.bias")
 FULL_MODEL_KEY = "maskmem_tpos_enc"  # present in every full SAM 2 model, 2.0 and 2.1

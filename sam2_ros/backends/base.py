@@ -24,8 +24,7 @@ import torch
 
 from sam2_ros.backends import parts
 from sam2_ros.backends.parts import MemorySlots, PartSpec
-from sam2_ros.engine.model import FrameFeatures, HeadOutput, MemoryTokens, SAM2Model
-from sam2_ros.engine.prompt_encoder import PADDING_LABEL
+from sam2_ros.engine.model import FrameFeatures, HeadOutput, MemoryTokens, SAM2Model, padding_points
 
 # Names under which per-part latencies are recorded.
 PART_NAMES = ("image_encoder", "memory_attention", "decoder", "memory_encoder")
@@ -118,9 +117,7 @@ class Backend(ABC):
         """As `SAM2Model.run_heads`: prompt encoder + mask decoder + pointer head for B objects."""
         b = pix_feat.shape[0]
         if point_coords is None or point_labels is None:
-            # What the model feeds while tracking: a single padding point.
-            point_coords = pix_feat.new_zeros(b, 1, 2, dtype=torch.float32)  # (B, 1, 2)
-            point_labels = torch.full((b, 1), PADDING_LABEL, dtype=torch.int32, device=pix_feat.device)  # (B, 1)
+            point_coords, point_labels = padding_points(b, pix_feat.device, torch.float32)
         spec = parts.decoder_spec(multimask=multimask, has_mask=mask_logits is not None)
         inputs = {
             "pix_feat": pix_feat,

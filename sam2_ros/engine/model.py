@@ -82,6 +82,16 @@ def sine_encoding_1d(positions: torch.Tensor, dim: int, temperature: float = 100
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def padding_points(batch: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt SAM 2 gives the decoder while tracking: one padding point per object.
+
+    Returns coords (B, 1, 2) zeros in `dtype` and labels (B, 1) int32 = PADDING_LABEL.
+    """
+    coords = torch.zeros(batch, 1, 2, dtype=dtype, device=device)  # (B, 1, 2)
+    labels = torch.full((batch, 1), PADDING_LABEL, dtype=torch.int32, device=device)  # (B, 1)
+    return coords, labels
+
+
 class SAM2Model(nn.Module):
     """SAM 2 / 2.1 with the settings of Meta's video predictor."""
 
@@ -223,8 +233,7 @@ class SAM2Model(nn.Module):
         b = pix_feat.shape[0]
         if point_coords is None:
             # No clicks: one padding point, as SAM 2 feeds the decoder while tracking.
-            point_coords = pix_feat.new_zeros(b, 1, 2)
-            point_labels = torch.full((b, 1), PADDING_LABEL, dtype=torch.int32, device=pix_feat.device)
+            point_coords, point_labels = padding_points(b, pix_feat.device, pix_feat.dtype)
         sparse, dense = self.sam_prompt_encoder(points=(point_coords, point_labels), boxes=None, masks=mask_logits)
         masks, ious, tokens, object_score_logits = self.sam_mask_decoder(
             image_embeddings=pix_feat,

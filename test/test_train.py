@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,60 @@ def test_shipped_checkpoint_loads_into_nano_at_256():
     report = load_checkpoint(model, path)
     assert len(report.loaded) == len(model.state_dict())
     assert report.checkpoint_version == "2.1"
+
+
+def test_rollout_computes_what_the_tracker_computes():
+    """Training must optimise the model the node runs: with dropout off, the rollout's outputs
+    on every frame equal `StreamingTracker`'s for the same clip and mask prompts."""
+    from sam2_ros.engine.tracker import StreamingTracker
+
+    torch.manual_seed(0)
+    model = build_model("nano", image_size=128).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.state_dict().values():  # no zero-initialised part hides a difference
+            if p.is_floating_point():
+                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+        for layer in model.memory_attention.layers:  # make the memory matter as much as the frame
+            layer.cross_attn_image.out_proj.weight.mul_(20.0)
+        # Random weights predict "absent" everywhere: make objects score present.
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    clip = generate_clip(np.random.default_rng(5), num_frames=9, size=(128, 128), num_objects=(2, 2))
+    plan = PromptPlan(kind=PromptKind.MASK, prompt_frames=(0,), correction_frames=(), clicks_per_correction=0)
+    outputs = []
+    with torch.no_grad():
+        rollout(model, clip, plan, np.random.default_rng(0), outputs=outputs)
+    tracker = StreamingTracker(model)
+    tracker.track(clip.frames[0])
+    for k, obj_id in enumerate(clip.obj_ids):
+        tracker.add_prompt(int(obj_id), mask=clip.masks[0, k])
+    for t in range(1, clip.masks.shape[0]):
+        results = tracker.track(clip.frames[t])
+        for k, obj_id in enumerate(clip.obj_ids):
+            expected = outputs[t].low_res_logits[k, 0].numpy()
+            np.testing.assert_allclose(results[int(obj_id)].low_res_logits, expected, atol=1e-5,
+                                       err_msg=f"frame {t}, object {obj_id}", rtol=0)
+            assert results[int(obj_id)].object_score_logit == pytest.approx(
+                float(outputs[t].object_score_logits[k, 0]), abs=1e-4)
+
+
+def test_evaluation_and_card_run_end_to_end(tmp_path):
+    """The evaluation's JSON holds J, F, the all-objects J and visibility for every prompt kind,
+    and the card renders from it and the checkpoint's .yaml."""
+    from sam2_ros.train import card, evaluate
+
+    state = new_state(SMALL)
+    weights = tmp_path / "sam2_nano.pt"
+    export_weights(state.model, SMALL, state, weights)
+    out = tmp_path / "eval"
+    evaluate.main(["--checkpoint", str(weights), "--clips", "1", "--frames", "3", "--out", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    for name in ("trained", "random"):
+        for kind in ("mask", "box", "click"):
+            scores = results[name]["synthetic"][kind]
+            assert 0.0 <= scores["J"] <= 1.0 and 0.0 <= scores["J_vs_all_objects"] <= 1.0
+            assert 0.0 <= scores["visibility_accuracy"] <= 1.0
+    card_path = tmp_path / "CARD.md"
+    card.main(["--weights", str(weights), "--eval", str(out), "--card", str(card_path)])
+    text = card_path.read_text()
+    assert "| jittered box | trained |" in text and f"--max-objects {SMALL.num_objects[1]}" in text

@@ -126,9 +126,11 @@ def rollout(
     rng: np.random.Generator,
     *,
     weights: LossWeights = LossWeights(),
+    outputs: list[HeadOutput] | None = None,
 ) -> RolloutLoss:
     """Run `clip` (frames at the model's input size) through the model as the tracker would,
-    prompted by `plan`, and return the mean loss of every decoder pass."""
+    prompted by `plan`, and return the mean loss of every decoder pass. Each frame's final
+    output (K objects) is appended to `outputs` when given."""
     size = model.image_size
     num_frames, k = clip.masks.shape[:2]
     if clip.frames.shape[1:3] != (size, size):
@@ -186,6 +188,8 @@ def rollout(
                 points = click
                 heads = decode(feats, memory, target, points=points, previous=heads)
         assert heads is not None
+        if outputs is not None:
+            outputs.append(heads)
         conditioning = t in plan.prompt_frames or t in plan.correction_frames
         features, pos = model.encode_memory(
             feats.pix_feat, heads.low_res_logits, heads.object_score_logits, binarize=conditioning

@@ -19,12 +19,22 @@ FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
 
 @dataclass(frozen=True)
 class LossWeights:
-    """SAM 2's weights."""
+    """SAM 2's weights, plus a feature-scale term of our own (off by default)."""
 
     focal: float = 20.0
     dice: float = 1.0
     iou: float = 1.0
     object_score: float = 1.0
+    # Weight of the mean square of the image features (the stride-16 map and both high-res
+    # maps). The decoder normalises what it reads, so nothing else bounds their scale; from
+    # scratch they grew until the memory readout and the positional encodings, which are
+    # added to them, no longer counted.
+    feature_scale: float = 0.0
+
+
+def feature_scale_loss(pix_feat: torch.Tensor, high_res: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Mean square of (B, C, h, w) features and the two high-res maps, summed: a scalar."""
+    return pix_feat.pow(2).mean() + high_res[0].pow(2).mean() + high_res[1].pow(2).mean()
 
 
 @dataclass(frozen=True)

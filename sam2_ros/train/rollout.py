@@ -10,7 +10,7 @@ their memories stacked along the first dimension.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from sam2_ros.engine.model import FrameFeatures, HeadOutput, MemoryTokens, SAM2M
 from sam2_ros.engine.preprocess import points_to_model, preprocess_frame
 from sam2_ros.engine.prompt_encoder import PADDING_LABEL
 from sam2_ros.engine.tracker import BOX_LABELS, PREV_LOGITS_CLAMP
-from sam2_ros.train.losses import LossParts, LossWeights, decoder_loss
+from sam2_ros.train.losses import LossParts, LossWeights, decoder_loss, feature_scale_loss
 from sam2_ros.train.prompts import PromptKind, PromptPlan, initial_prompt, sample_click
 from sam2_ros.train.video_gen import Clip
 
@@ -30,7 +30,7 @@ MAX_CONDITIONING_FRAMES = 4  # the tracker's default
 
 @dataclass(frozen=True)
 class RolloutLoss:
-    """Mean loss over every supervised decoder pass of one example."""
+    """Mean loss over every supervised decoder pass of one example (plus the feature-scale term)."""
 
     total: torch.Tensor  # scalar, differentiable
     focal: float
@@ -38,6 +38,7 @@ class RolloutLoss:
     iou: float
     object_score: float
     passes: int
+    feature_scale: float = 0.0  # unweighted
 
 
 class _LossSum:
@@ -199,5 +200,9 @@ def rollout(
         # Per-object scores stay in the batch; the bank never reads this field.
         entry = MemoryEntry(frame_idx=t, features=features, obj_ptr=heads.obj_ptr, object_score_logit=float("nan"))
         bank.add(entry, conditioning=conditioning)
-    return losses.mean()
+    mean = losses.mean()
+    if weights.feature_scale == 0.0:
+        return mean
+    scale = feature_scale_loss(encoded.pix_feat, encoded.high_res)
+    return replace(mean, total=mean.total + weights.feature_scale * scale, feature_scale=scale.item())
 

@@ -278,7 +278,7 @@ def plot_curve(csv_path: Path, png_path: Path) -> None:
         smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
         ax.plot(steps[window - 1 :], smooth, color=colour, label=f"{kind} (mean of {window})")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (20 focal + dice + IoU + object score)")
+    ax.set_ylabel("loss (weighted sum, see the card)")
     ax.set_yscale("log")
     ax.legend()
     ax.grid(alpha=0.3)

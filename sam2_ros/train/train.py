@@ -111,8 +111,7 @@ def memory_prior_init(model: SAM2Model, *, mask_gain: float, locality_bias: floa
     memory's spread after 2,000 steps, against 22% at init), so the memory stopped selecting
     anything. `mask_gain` scales the last conv (weight and bias) of the memory encoder's mask
     branch; `locality_bias` puts the same constant in the memory cross-attention's query and key
-    biases, which RoPE
-    turns into a preference for the same place in earlier frames.
+    biases, which RoPE turns into a preference for the same place in earlier frames.
     """
     with torch.no_grad():
         if mask_gain:

@@ -154,8 +154,9 @@ def card_text(description: dict, results: dict, figures: Path, card_dir: Path) -
         "- The decoder can learn where a box points: on a blank image with 64 random boxes per step",
         "  it learned to fill the box (IoU 0.85 after 1,500 steps), after a plateau that broke at",
         "  ~400 steps in one run and not within 1,000 in another (grey instead of black image, other",
-        "  boxes). Continuing such a model on boxed objects still gave the union (IoU 0.53 with the",
-        "  boxed object, 0.83 with all objects, 1,250 steps).",
+        "  boxes); that second model, continued on boxed objects, gave the union (IoU 0.53 with the",
+        "  boxed object, 0.83 with all objects, 1,250 steps). Whether a decoder that did learn box",
+        "  fill then selects objects is untested.",
         "",
         "## Evaluation",
         f"Held-out generated clips ({held['clips']} clips of {held['frames']} frames at {held['image_size']} px, "

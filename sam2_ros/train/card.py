@@ -155,8 +155,8 @@ def card_text(description: dict, results: dict, figures: Path, card_dir: Path) -
         "  it learned to fill the box (IoU 0.85 after 1,500 steps), after a plateau that broke at",
         "  ~400 steps in one run and not within 1,000 in another (grey instead of black image, other",
         "  boxes); that second model, continued on boxed objects, gave the union (IoU 0.53 with the",
-        "  boxed object, 0.83 with all objects, 1,250 steps). The first model (box fill learned,",
-        "  black image) continued the same way did no better: 0.54 and 0.85 after 1,500 steps.",
+        "  boxed object, 0.83 with all objects, 1,250 steps). A rerun of the first setting that did",
+        "  learn box fill (IoU 0.85), continued the same way, did no better: 0.54 and 0.85 after 1,500.",
         "",
         "## Evaluation",
         f"Held-out generated clips ({held['clips']} clips of {held['frames']} frames at {held['image_size']} px, "

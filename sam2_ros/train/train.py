@@ -108,7 +108,7 @@ def memory_prior_init(model: SAM2Model, *, mask_gain: float, locality_bias: floa
 
     From scratch the memory's mask signal faded in training (one measurement: a memory written
     from the prompted mask and one from a mask moved 40 px apart differed by 0.1% of the
-    memory's spread after 2,000 steps, against 22% at init), so the memory stopped selecting
+    memory's spread after 2,300 steps, against 22% at init), so the memory stopped selecting
     anything. `mask_gain` scales the last conv (weight and bias) of the memory encoder's mask
     branch; `locality_bias` puts the same constant in the memory cross-attention's query and key
     biases, which RoPE turns into a preference for the same place in earlier frames.

@@ -25,11 +25,10 @@ import numpy as np
 from PIL import Image as PILImage
 
 REPO = Path(__file__).resolve().parents[1]
-# The project's small trained checkpoint (sam2_ros.train.train): the engine's "nano" size,
-# trained at 128 px (see weights/SAM2_NANO_CARD.md).
+# The project's small trained checkpoint (sam2_ros.train.train): the engine's "nano" size, run
+# at the size it was trained at (its .yaml; see weights/SAM2_NANO_CARD.md).
 NANO_CHECKPOINT = REPO / "weights" / "sam2_nano.pt"
 NANO_MODEL_SIZE = "nano"
-NANO_IMAGE_SIZE = 128
 OFFICIAL_TINY = REPO / "weights" / "sam2.1_hiera_tiny.pt"
 NODE_NAME = "sam2_demo"
 IMAGE_TOPIC = "/demo/camera/image"
@@ -45,12 +44,13 @@ class Weights:
 
 def pick_weights() -> Weights:
     """The best weights present on this machine (see the module docstring)."""
+    from sam2_ros.engine.checkpoint import trained_image_size
     from sam2_ros.engine.config import SIZES
 
     if OFFICIAL_TINY.is_file():
         return Weights("tiny", str(OFFICIAL_TINY), 1024, f"using Meta's {OFFICIAL_TINY}")
     if NANO_CHECKPOINT.is_file() and NANO_MODEL_SIZE in SIZES:
-        return Weights(NANO_MODEL_SIZE, str(NANO_CHECKPOINT), NANO_IMAGE_SIZE,
+        return Weights(NANO_MODEL_SIZE, str(NANO_CHECKPOINT), trained_image_size(NANO_CHECKPOINT),
                        f"using the project's trained checkpoint {NANO_CHECKPOINT}")
     return Weights("tiny", "", 256,
                    f"NO CHECKPOINT: neither {NANO_CHECKPOINT} nor {OFFICIAL_TINY} exists, so "

@@ -15,7 +15,8 @@ import torch
 
 from sam2_ros.engine import StreamingTracker, build_model, load_checkpoint
 from sam2_ros.train.backgrounds import load_backgrounds, synthetic_background
-from sam2_ros.train.evaluate import heldout_clip, track_clip, trained_image_size
+from sam2_ros.engine.checkpoint import trained_image_size
+from sam2_ros.train.evaluate import heldout_clip, track_clip
 from sam2_ros.train.metrics import region_similarity
 from sam2_ros.train.motion import Trajectory
 from sam2_ros.train.prompts import PromptKind

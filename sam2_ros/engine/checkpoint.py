@@ -225,3 +225,13 @@ def _listing(items: Iterable[str]) -> str:
     items = list(items)
     shown = ", ".join(items[:_MAX_LISTED])
     return shown if len(items) <= _MAX_LISTED else f"{shown}, ... and {len(items) - _MAX_LISTED} more"
+
+
+def trained_image_size(checkpoint: Path, default: int = 256) -> int:
+    """The input size a checkpoint was trained at, from the .yaml written next to it."""
+    import yaml
+
+    description = checkpoint.with_suffix(".yaml")
+    if not description.is_file():
+        return default
+    return int(yaml.safe_load(description.read_text())["model"]["image_size"])

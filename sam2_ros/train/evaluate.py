@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sam2_ros.engine.checkpoint import load_checkpoint
+from sam2_ros.engine.checkpoint import load_checkpoint, trained_image_size
 from sam2_ros.engine.model import SAM2Model, build_model
 from sam2_ros.engine.tracker import StreamingTracker
 from sam2_ros.train.backgrounds import load_backgrounds
@@ -163,16 +163,6 @@ def evaluate_real(model: SAM2Model, figure: Path | None) -> dict[str, object]:
         tiles = [_overlay(frames[t], [per_frame[t][i].mask for i in REAL_BOXES]) for t in shown]
         Image.fromarray(np.concatenate(tiles, axis=1)).save(figure, quality=85)
     return {"video": str(REAL_VIDEO.relative_to(REPO)), "frames": len(frames), "objects": objects}
-
-
-def trained_image_size(checkpoint: Path, default: int = 256) -> int:
-    """The input size a checkpoint was trained at, from the .yaml written next to it."""
-    import yaml
-
-    description = checkpoint.with_suffix(".yaml")
-    if not description.is_file():
-        return default
-    return int(yaml.safe_load(description.read_text())["model"]["image_size"])
 
 
 def random_model(size: str, image_size: int) -> SAM2Model:

@@ -226,3 +226,32 @@ def test_memory_prior_makes_the_memory_depend_more_on_the_mask():
     layer = primed.memory_attention.layers[0].cross_attn_image
     assert torch.equal(layer.q_proj.bias, torch.full_like(layer.q_proj.bias, 3.0))
     assert torch.equal(layer.q_proj.bias, layer.k_proj.bias)
+
+
+def test_decoder_prior_makes_a_click_attend_to_its_own_cell():
+    """With the prior, the click token's first look at the image (its positional encoding
+    against the image's, on a blank image) peaks at or next to the clicked cell."""
+    from sam2_ros.train.train import decoder_prior_init
+
+    def hits(model) -> float:
+        encoder, attention = model.sam_prompt_encoder, model.sam_mask_decoder.transformer.layers[0].cross_attn_token_to_image
+        cells = torch.stack(torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij"), -1).reshape(-1, 2)  # (64, 2) row, col
+        clicks = (cells.flip(-1).float() * 16 + 8)[:, None]  # (64, 1, 2) x, y at each cell's centre
+        with torch.no_grad():
+            sparse, _ = encoder(points=(clicks, torch.ones(64, 1, dtype=torch.int32)), boxes=None, masks=None)
+            image_pe = encoder.get_dense_pe().flatten(2).transpose(1, 2)  # (1, 64, C)
+            q = attention.q_proj(2 * sparse[:, :1])  # layer 0: the token is its own positional term
+            k = attention.k_proj(image_pe)
+            best = (q @ k.transpose(1, 2))[:, 0].argmax(-1)  # (64,) best image cell per click
+        off = (cells[best] - cells).abs().max(-1).values  # cells between the peak and the click
+        return (off <= 1).float().mean().item()
+
+    torch.manual_seed(0)
+    model = build_model("nano", image_size=128).eval()
+    before = hits(model)
+    decoder_prior_init(model, gain=2.0, seed=0)
+    after = hits(model)
+    layer = model.sam_mask_decoder.transformer.layers[1].cross_attn_image_to_token
+    assert torch.equal(layer.q_proj.weight, layer.k_proj.weight)
+    # Share of clicks whose peak is within one cell: measured 0.22 at PyTorch's init, 0.89 primed.
+    assert after > 0.85 and after > before + 0.5, (before, after)

@@ -75,6 +75,9 @@ class TrainConfig:
     # Start the memory path from a prior (see `memory_prior_init`); 0 keeps PyTorch's init.
     memory_mask_gain: float = 0.0
     memory_locality_bias: float = 0.0
+    # Start the decoder's prompt/image cross-attention from a prior (see `decoder_prior_init`).
+    decoder_locality_gain: float = 0.0
+    decoder_locality_aligned: bool = True
 
     def lr_at(self, step: int) -> float:
         """Linear warmup, then cosine decay to `lr * min_lr_ratio` at `steps`."""
@@ -124,10 +127,47 @@ def memory_prior_init(model: SAM2Model, *, mask_gain: float, locality_bias: floa
                 layer.cross_attn_image.k_proj.bias.fill_(locality_bias)
 
 
+def decoder_prior_init(model: SAM2Model, *, gain: float, seed: int = 0, aligned: bool = True) -> None:
+    """Start every prompt/image cross-attention of the mask decoder with tied query and key
+    projections, biases zero, so that attention starts local.
+
+    Points and the image carry the same random Fourier encoding, [sin(2 pi B p), cos(2 pi B p)]
+    (F frequencies, 2F channels). `aligned`: each head reads the sine and the cosine of its own
+    few frequencies, so a query and a key score sum_f cos(2 pi b_f (p - x)), a kernel that peaks
+    where the click is. Otherwise the shared projection is `gain` x random orthonormal rows,
+    which keeps only part of that kernel. PyTorch's init scores positions at random, and from
+    scratch the decoder settled on segmenting every object whatever the prompt (see the card).
+    """
+    if not gain:
+        return
+    generator = torch.Generator().manual_seed(seed)
+    transformer = model.sam_mask_decoder.transformer
+    attentions = [transformer.final_attn_token_to_image]
+    for layer in transformer.layers:
+        attentions += [layer.cross_attn_token_to_image, layer.cross_attn_image_to_token]
+    with torch.no_grad():
+        for attention in attentions:
+            out_dim, in_dim = attention.q_proj.weight.shape
+            if aligned:
+                per_head = out_dim // attention.num_heads // 2  # frequencies per head
+                picks = []
+                for head in range(attention.num_heads):
+                    freqs = list(range(head * per_head, (head + 1) * per_head))
+                    picks += freqs + [in_dim // 2 + f for f in freqs]  # their sines, then cosines
+                rows = torch.zeros(out_dim, in_dim)
+                rows[torch.arange(out_dim), torch.tensor(picks)] = 1.0
+            else:
+                rows = torch.linalg.qr(torch.randn(in_dim, out_dim, generator=generator))[0].T  # (out, in)
+            for proj in (attention.q_proj, attention.k_proj):
+                proj.weight.copy_(gain * rows)
+                proj.bias.zero_()
+
+
 def new_state(cfg: TrainConfig, device: str | torch.device = "cpu") -> TrainState:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.size, image_size=cfg.image_size).to(device).train()
     memory_prior_init(model, mask_gain=cfg.memory_mask_gain, locality_bias=cfg.memory_locality_bias)
+    decoder_prior_init(model, gain=cfg.decoder_locality_gain, seed=cfg.seed, aligned=cfg.decoder_locality_aligned)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return TrainState(model=model, optimizer=optimizer, rng=np.random.default_rng(cfg.seed))
 
@@ -352,8 +392,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-objects", type=int, default=TrainConfig.num_objects[1],
                         help="most tracked objects per example")
     parser.add_argument("--easy-steps", type=int, default=TrainConfig.easy_steps)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate")
+    parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
     parser.add_argument("--memory-mask-gain", type=float, default=TrainConfig.memory_mask_gain)
     parser.add_argument("--memory-locality-bias", type=float, default=TrainConfig.memory_locality_bias)
+    parser.add_argument("--decoder-locality-gain", type=float, default=TrainConfig.decoder_locality_gain)
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "sam2_nano.pt",
                         help="where to export the trained weights")
     # One thread by default: on a machine shared with other jobs, two threads measured ~10x
@@ -362,9 +405,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="e.g. cuda (untested here: no GPU on this machine)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(steps=args.steps, seed=args.seed, image_size=args.image_size, video_prob=args.video_prob,
+    cfg = TrainConfig(steps=args.steps, seed=args.seed, image_size=args.image_size, lr=args.lr,
+                      warmup_steps=args.warmup_steps, video_prob=args.video_prob,
                       video_frames=args.video_frames, num_objects=(1, args.max_objects), easy_steps=args.easy_steps,
-                      memory_mask_gain=args.memory_mask_gain, memory_locality_bias=args.memory_locality_bias)
+                      memory_mask_gain=args.memory_mask_gain, memory_locality_bias=args.memory_locality_bias,
+                      decoder_locality_gain=args.decoder_locality_gain)
     train(cfg, args.out, minutes=args.minutes, resume=args.resume, weights=args.weights, device=args.device)
 
 

@@ -7,7 +7,8 @@ same architecture. The real `blocks` test video (never used in training) gets a 
 box prompt on frame 0; its later frames have only hand-drawn boxes, so it is scored by the
 IoU of the predicted mask's bounding box with them, plus an overlay figure.
 
-    python -m sam2_ros.train.evaluate --checkpoint weights/sam2_nano.pt --out weights/sam2_nano_eval
+    python -m sam2_ros.train.evaluate --checkpoint weights/sam2_nano.pt --out weights/sam2_nano_eval \
+        --loss-csv out/stage1/loss.csv out/train/loss.csv
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from sam2_ros.engine.tracker import StreamingTracker
 from sam2_ros.train.backgrounds import load_backgrounds
 from sam2_ros.train.metrics import JFScores, evaluate_clip, pool
 from sam2_ros.train.prompts import PromptKind, initial_prompt, mask_to_box
-from sam2_ros.train.train import BACKGROUNDS, REPO
+from sam2_ros.train.train import BACKGROUNDS, REPO, plot_curve
 from sam2_ros.train.video_gen import Clip, generate_clip
 
 # Held-out clips come from np.random.default_rng([HELDOUT_ENTROPY, i]); training draws one
@@ -179,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=30)
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--loss-csv", type=Path, nargs="*", default=[],
+                        help="training logs (loss.csv) of the checkpoint's stages, in order: plotted to OUT/loss.png")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -203,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     example = heldout_clip(0, num_frames=args.frames, image_size=args.image_size, backgrounds=backgrounds)
     synthetic_figure(models, example, args.out / "heldout_clip0.jpg")
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    if args.loss_csv:
+        plot_curve(args.loss_csv, args.out / "loss.png")
     print(f"wrote {args.out / 'results.json'}")
 
 

@@ -306,21 +306,30 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs shared, torch {torch.__version__}, {threads} thread(s)"
 
 
-def plot_curve(csv_path: Path, png_path: Path) -> None:
-    """Loss per step (faint) and its moving average, split by example kind."""
+def plot_curve(csv_paths: Path | Sequence[Path], png_path: Path) -> None:
+    """Loss per step (faint) and its moving average, split by example kind. Several logs are
+    training stages in order: their steps are laid end to end, with a line where each begins."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with csv_path.open() as f:
-        rows = list(csv.DictReader(f))
+    rows, starts = [], []
+    for path in [csv_paths] if isinstance(csv_paths, Path) else csv_paths:
+        offset = int(rows[-1]["step"]) if rows else 0
+        with Path(path).open() as f:
+            stage = [{**r, "step": int(r["step"]) + offset} for r in csv.DictReader(f)]
+        if rows and stage:
+            starts.append(offset)
+        rows += stage
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
+    for i, start in enumerate(starts):
+        ax.axvline(start, color="grey", linestyle="--", linewidth=1, label="next stage" if i == 0 else None)
     for kind, colour in (("easy-image", "tab:olive"), ("easy-video", "tab:green"), ("video", "tab:blue"),
                          ("image", "tab:orange")):
-        steps = np.array([int(r["step"]) for r in rows if r["example"] == kind])
+        steps = np.array([r["step"] for r in rows if r["example"] == kind])
         loss = np.array([float(r["loss"]) for r in rows if r["example"] == kind])
         if len(loss) == 0:
             continue

@@ -13,17 +13,15 @@ import numpy as np
 import pytest
 import torch
 
+from nano_scenes import FREE_AGAIN, HIDDEN, NUM_FRAMES, occlusion_clip
+
 from sam2_ros.engine import StreamingTracker, build_model, load_checkpoint
-from sam2_ros.train.backgrounds import load_backgrounds, synthetic_background
 from sam2_ros.engine.checkpoint import trained_image_size
+from sam2_ros.train.backgrounds import load_backgrounds
 from sam2_ros.train.evaluate import heldout_clip, track_clip
 from sam2_ros.train.metrics import region_similarity
-from sam2_ros.train.motion import Trajectory
 from sam2_ros.train.prompts import PromptKind
-from sam2_ros.train.sprites import Sprite
-from sam2_ros.train.textures import random_texture
 from sam2_ros.train.train import BACKGROUNDS
-from sam2_ros.train.video_gen import Clip, Layer, clip_from_layers
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "sam2_nano.pt"
 needs_checkpoint = pytest.mark.skipif(not CHECKPOINT.is_file(), reason=f"{CHECKPOINT} is absent (train it: "
@@ -69,29 +67,6 @@ def test_box_prompted_objects_are_followed_on_heldout_clips(tracker):
     report = f"tracked J per object {np.round(tracked_j, 2).tolist()}, frame-0 mask held still {np.mean(still_j):.3f}"
     assert np.mean(tracked_j) > MIN_MEAN_J, report
     assert np.mean(tracked_j) > STILL_MASK_MARGIN * np.mean(still_j), report
-
-
-# The occlusion scene: a textured shape drifting right, and a larger opaque square sliding
-# over it from the left, hiding it completely on frames 7-10, then leaving it free from 13 on.
-NUM_FRAMES = 16
-SCENE_SIZE = 256  # frame side in pixels; the tracker resizes frames to the model's input
-HIDDEN = (7, 8, 9, 10)
-FREE_AGAIN = (13, 14, 15)
-
-
-def occlusion_clip() -> Clip:
-    rng = np.random.default_rng(11)
-    background = np.repeat(synthetic_background(rng, (SCENE_SIZE, SCENE_SIZE))[None], NUM_FRAMES, axis=0)
-    t = np.arange(NUM_FRAMES, dtype=np.float32)
-    still = np.zeros(NUM_FRAMES, np.float32)
-    # Sprites are drawn at scale 0.5, as the generator's supersampled ones.
-    disc = np.hypot(*np.mgrid[-60:60, -60:60] + 0.5) < 60  # 60 px across on screen
-    target = Layer(Sprite(alpha=disc, texture=random_texture(rng, disc.shape)),
-                   Trajectory(center=np.stack([110 + 2 * t, np.full_like(t, 128)], 1), angle=still, scale=still + 0.5))
-    cover = Sprite(alpha=np.ones((280, 280), bool), texture=random_texture(rng, (280, 280)))
-    occluder = Layer(cover, Trajectory(center=np.stack([-90 + 26 * t, np.full_like(t, 128)], 1), angle=still,
-                                       scale=still + 0.5), tracked=False)
-    return clip_from_layers(background, [target, occluder])
 
 
 def test_occlusion_scene_hides_the_object_completely_then_frees_it():

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from sam2_ros.train.video_gen import Difficulty
+
+DEFAULT_OCCLUSION_PROB = Difficulty().occlusion_prob  # what runs from before the field used
 KINDS = (("mask", "ground-truth mask"), ("box", "jittered box"), ("click", "one positive click"))
 
 
@@ -73,6 +76,8 @@ def _recipe_flags(train: dict, image_size: int) -> str:
              f"--easy-steps {train['easy_steps']}"]
     if train.get("seed"):
         flags.append(f"--seed {train['seed']}")
+    if train.get("occlusion_prob", DEFAULT_OCCLUSION_PROB) != DEFAULT_OCCLUSION_PROB:
+        flags.append(f"--occlusion-prob {train['occlusion_prob']:g}")
     for key in ("memory_mask_gain", "memory_locality_bias", "decoder_locality_gain"):
         if train.get(key):
             flags.append(f"--{key.replace('_', '-')} {train[key]:g}")

@@ -6,6 +6,7 @@ Every wait is bounded so a broken node fails the test instead of hanging it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -153,6 +154,23 @@ def context():
     rclpy.try_shutdown(context=context)
 
 
+@contextlib.contextmanager
+def spinning(context, *nodes, threads: int = 4):
+    """Spin `nodes` on a background executor; on exit stop it and destroy them."""
+    executor = MultiThreadedExecutor(num_threads=threads, context=context)
+    for node in nodes:
+        executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        yield
+    finally:
+        executor.shutdown(timeout_sec=5)
+        spinner.join(timeout=10)
+        for node in nodes:
+            node.destroy_node()
+
+
 def test_node_in_process(context) -> None:
     from sam2_ros.ros.node import Sam2Node
 
@@ -162,12 +180,7 @@ def test_node_in_process(context) -> None:
                  Parameter("diagnostics_period", value=0.2)]
     node = Sam2Node("sam2_inproc", context=context, parameter_overrides=overrides)
     client = Client(context, node_name="sam2_inproc", image_topic="/inproc/image")
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    executor.add_node(node)
-    executor.add_node(client.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
+    with spinning(context, node, client.node):
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         wait_for(lambda: client.add_prompt.service_is_ready(), 30, "the add_prompt service")
         reply = client.call(client.add_prompt, points_request(1, [(5, 5)], [1]))
@@ -209,11 +222,6 @@ def test_node_in_process(context) -> None:
         node.set_parameters([Parameter("device", value="gpu7")])
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
-    finally:
-        executor.shutdown(timeout_sec=5)
-        spinner.join(timeout=10)
-        node.destroy_node()
-        client.node.destroy_node()
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ class TrainConfig:
     decoder_locality_gain: float = 2.0
     decoder_locality_aligned: bool = False  # the shipped run used random orthonormal rows
     # A second stage (as SAM 2 trains in stages): start from these weights (official format)
-    # instead of the priors, with a fresh optimizer and schedule. Empty: from scratch.
+    # instead of the priors above, with a fresh optimizer and schedule. Empty: from scratch.
     init_weights: str = ""
 
     def lr_at(self, step: int) -> float:
@@ -173,10 +173,12 @@ def decoder_prior_init(model: SAM2Model, *, gain: float, seed: int = 0, aligned:
 def new_state(cfg: TrainConfig, device: str | torch.device = "cpu") -> TrainState:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.size, image_size=cfg.image_size).to(device).train()
-    memory_prior_init(model, mask_gain=cfg.memory_mask_gain, locality_bias=cfg.memory_locality_bias)
-    decoder_prior_init(model, gain=cfg.decoder_locality_gain, seed=cfg.seed, aligned=cfg.decoder_locality_aligned)
-    if cfg.init_weights:
+    if cfg.init_weights:  # a later stage: the earlier stage's weights replace any init
         load_checkpoint(model, cfg.init_weights)
+    else:
+        memory_prior_init(model, mask_gain=cfg.memory_mask_gain, locality_bias=cfg.memory_locality_bias)
+        decoder_prior_init(model, gain=cfg.decoder_locality_gain, seed=cfg.seed,
+                           aligned=cfg.decoder_locality_aligned)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return TrainState(model=model, optimizer=optimizer, rng=np.random.default_rng(cfg.seed))
 

@@ -123,7 +123,9 @@ def test_exported_weights_load_into_the_nano_model_with_the_official_loader(tmp_
     assert description["training"]["steps_done"] == 1
 
 
-def test_second_stage_starts_from_the_given_weights_and_records_the_first(tmp_path):
+def test_later_stages_start_from_the_given_weights_and_record_the_earlier_ones(tmp_path):
+    from sam2_ros.train.card import _stage_lines, training_stages
+
     first = new_state(SMALL)
     train_step(first, SMALL, backgrounds=None)
     stage1 = tmp_path / "stage1" / "sam2_nano.pt"
@@ -139,6 +141,17 @@ def test_second_stage_starts_from_the_given_weights_and_records_the_first(tmp_pa
     training = yaml.safe_load(stage2.with_suffix(".yaml").read_text())["training"]
     assert training["init_weights"] == str(stage1) and training["lr"] == 1e-4
     assert training["init_training"]["lr"] == SMALL.lr and training["init_training"]["steps_done"] == 1
+
+    cfg3 = dataclasses.replace(cfg, seed=2, video_frames=3, video_prob=1.0, hide_prob=1.0, init_weights=str(stage2))
+    third = new_state(cfg3)
+    train_step(third, cfg3, backgrounds=None)
+    stage3 = tmp_path / "stage3" / "sam2_nano.pt"
+    export_weights(third.model, cfg3, third, stage3)
+    training = yaml.safe_load(stage3.with_suffix(".yaml").read_text())["training"]
+    assert [stage["seed"] for stage in training_stages(training)] == [SMALL.seed, 1, 2]
+    text = "\n".join(_stage_lines(training, SMALL.image_size))
+    assert "Stage 3, from stage 2's weights" in text and "--hide-prob 1 " in text
+    assert f"--init-weights {stage2} " in text and "--out out/train " in text
 
 
 @pytest.mark.skipif(not (REPO / "weights" / "sam2_nano.pt").is_file(), reason="weights/sam2_nano.pt not trained yet")

@@ -112,6 +112,21 @@ def test_objects_stay_in_view_when_leaving_is_off():
         assert clip.visible.all()
 
 
+def test_a_hider_wholly_covers_the_object_then_mostly_frees_it():
+    """hide_prob=1: an untracked layer passes over the one object, which is in view on frame 0,
+    wholly hidden on a later frame, and (in most clips) in view again afterwards."""
+    difficulty = Difficulty(leave_prob=0.0, occlusion_prob=0.0, num_distractors=(0, 0), hide_prob=1.0)
+    back = 0
+    for seed in range(10):
+        clip = generate_clip(np.random.default_rng(seed), num_frames=10, size=SIZE, num_objects=(1, 1),
+                             difficulty=difficulty)
+        visible = clip.visible[:, 0]
+        assert clip.masks.shape[1] == 1  # the hider is not an object
+        assert visible[0] and not visible.all(), visible
+        back += bool(visible[int(np.argmin(visible)):].any())
+    assert back >= 6, back
+
+
 def test_objects_move_rotate_and_scale():
     clip = generate_clip(np.random.default_rng(3), num_frames=8, size=SIZE, num_objects=(1, 1),
                          difficulty=Difficulty(motion=MotionConfig(max_speed=0.1), leave_prob=0.0))

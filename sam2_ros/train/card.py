@@ -78,6 +78,8 @@ def _recipe_flags(train: dict, image_size: int) -> str:
         flags.append(f"--seed {train['seed']}")
     if train.get("occlusion_prob", DEFAULT_OCCLUSION_PROB) != DEFAULT_OCCLUSION_PROB:
         flags.append(f"--occlusion-prob {train['occlusion_prob']:g}")
+    if train.get("hide_prob"):
+        flags.append(f"--hide-prob {train['hide_prob']:g}")
     for key in ("memory_mask_gain", "memory_locality_bias", "decoder_locality_gain"):
         if train.get(key):
             flags.append(f"--{key.replace('_', '-')} {train[key]:g}")
@@ -88,16 +90,27 @@ def _recipe_flags(train: dict, image_size: int) -> str:
     return " ".join(flags)
 
 
+def training_stages(train: dict) -> list[dict]:
+    """The training config of every stage, first first: a later stage's .yaml nests the stage it
+    started from under `init_training`."""
+    stages = [train]
+    while "init_training" in stages[0]:
+        stages.insert(0, stages[0]["init_training"])
+    return stages
+
+
 def _stage_lines(train: dict, image_size: int) -> list[str]:
-    """Optimiser, length, time and the command of each training stage (one, or two when the
-    run started from an earlier stage's weights)."""
-    stages = [("", train)]
-    if "init_training" in train:
-        stages = [("Stage 1, from scratch: ", train["init_training"]),
-                  ("Stage 2, from stage 1's weights: ", train)]
+    """Optimiser, length, time and the command of each training stage (a later stage starts from
+    the weights of the one before)."""
+    chain = training_stages(train)
+    if len(chain) == 1:
+        stages = [("", train)]
+    else:
+        stages = [("Stage 1, from scratch: ", chain[0])]
+        stages += [(f"Stage {i + 1}, from stage {i}'s weights: ", stage) for i, stage in enumerate(chain[1:], 1)]
     lines = []
-    for label, stage in stages:
-        out = "out/stage1" if stage is not train else "out/train"
+    for number, (label, stage) in enumerate(stages, 1):
+        out = f"out/stage{number}" if stage is not train else "out/train"
         weights = f" --weights {out}/sam2_nano.pt" if len(stages) > 1 else ""
         lines += [
             f"- {label}AdamW lr {stage['lr']:g} (warmup {stage['warmup_steps']}, cosine to x{stage['min_lr_ratio']}), "
@@ -145,7 +158,7 @@ def card_text(description: dict, results: dict, figures: Path, card_dir: Path) -
         f"  frame whose objects are each prompted {train['image_prompts_per_object']} times. Prompts as in SAM 2: frame 0 "
         "gets a mask (p=0.5, clips only), a jittered box or a click; with",
         f"  boxes/clicks, {train['clicks_per_correction']} corrective clicks from the error region on up to 2 frames.",
-        f"- Curriculum: the first {train.get('init_training', train)['easy_steps']} examples (from scratch) are drawn "
+        f"- Curriculum: the first {training_stages(train)[0]['easy_steps']} examples (from scratch) are drawn "
         "the same way on a flat grey background,",
         "  without distractors, occlusions or camera effects.",
         "",

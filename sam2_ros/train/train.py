@@ -68,6 +68,10 @@ class TrainConfig:
     easy_steps: int = 4000  # curriculum: examples on a flat background first (EASY)
     clicks_per_correction: int = 2  # SAM 2 uses 7; fewer keeps CPU steps short
     occlusion_prob: float = Difficulty().occlusion_prob  # chance an object is steered across a lower one
+    # Chance a clip gets a larger layer passing wholly over one object (Difficulty.hide_prob):
+    # the steered occlusions above rarely hide an object completely, and the model never
+    # learned to flag such frames absent from them.
+    hide_prob: float = 0.0
     # SAM 2 weighs focal 20 : dice 1. From scratch that weight makes the model predict empty
     # masks wherever it cannot yet tell which object was meant: on boxed objects on a flat
     # background, after 1,500 steps the predicted mask overlapped the union of the objects with
@@ -246,7 +250,8 @@ def _example(state: TrainState, cfg: TrainConfig,
     video = rng.random() < cfg.video_prob
     frames = cfg.video_frames if video else 1
     scene = (dict(backgrounds=[FLAT_GREY], difficulty=EASY) if easy else
-             dict(backgrounds=backgrounds, difficulty=Difficulty(occlusion_prob=cfg.occlusion_prob)))
+             dict(backgrounds=backgrounds,
+                  difficulty=Difficulty(occlusion_prob=cfg.occlusion_prob, hide_prob=cfg.hide_prob)))
     clip = generate_clip(rng, num_frames=frames, size=size, num_objects=cfg.num_objects, **scene)
     if not video:
         clip = replicate_objects(clip, cfg.image_prompts_per_object)
@@ -417,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="most tracked objects per example")
     parser.add_argument("--easy-steps", type=int, default=TrainConfig.easy_steps)
     parser.add_argument("--occlusion-prob", type=float, default=TrainConfig.occlusion_prob)
+    parser.add_argument("--hide-prob", type=float, default=TrainConfig.hide_prob,
+                        help="share of examples where a larger layer wholly hides one object for a while")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate")
     parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
     parser.add_argument("--memory-mask-gain", type=float, default=TrainConfig.memory_mask_gain)
@@ -436,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = TrainConfig(steps=args.steps, seed=args.seed, image_size=args.image_size, lr=args.lr,
                       warmup_steps=args.warmup_steps, video_prob=args.video_prob,
                       video_frames=args.video_frames, num_objects=(1, args.max_objects), easy_steps=args.easy_steps,
-                      occlusion_prob=args.occlusion_prob,
+                      occlusion_prob=args.occlusion_prob, hide_prob=args.hide_prob,
                       memory_mask_gain=args.memory_mask_gain, memory_locality_bias=args.memory_locality_bias,
                       decoder_locality_gain=args.decoder_locality_gain,
                       decoder_locality_aligned=args.decoder_locality_aligned, init_weights=args.init_weights)

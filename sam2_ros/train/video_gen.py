@@ -21,6 +21,7 @@ from PIL import Image
 from sam2_ros.train.backgrounds import load_backgrounds, random_crop, synthetic_background
 from sam2_ros.train.motion import MotionConfig, Trajectory, leaving_trajectory, random_trajectory
 from sam2_ros.train.sprites import Sprite, place, random_sprite
+from sam2_ros.train.textures import random_texture
 
 SUPERSAMPLE = 2  # sprite pixels per image pixel at scale 1, so magnified sprites stay smooth
 MAX_ATTEMPTS = 50
@@ -35,6 +36,11 @@ class Difficulty:
     num_distractors: tuple[int, int] = (0, 2)  # untracked moving objects, inclusive range
     leave_prob: float = 0.15  # chance a tracked object leaves the view and re-enters
     occlusion_prob: float = 0.3  # chance an object is steered across one below it
+    # Chance (clips of 3+ frames) that a larger opaque layer passes over one tracked object,
+    # hiding it wholly for a few frames; 0 draws nothing, so earlier clips stay the same.
+    hide_prob: float = 0.0
+    hider_cover: tuple[float, float] = (1.3, 2.5)  # hider's inner radius / the object's radius
+    hider_speed: tuple[float, float] = (0.03, 0.12)  # per frame, may exceed the objects' max_speed
     glyph_prob: float = 0.3  # chance an object is a letter or digit rather than a shape
     photo_prob: float = 0.6  # chance of a photo background, when photos are given
     camera_pan: float = 0.03  # largest background shift over a clip
@@ -137,6 +143,30 @@ def _steer_into_occlusions(rng: np.random.Generator, layers: list[Layer], leaves
                               tracked=layers[upper].tracked)
 
 
+def _hider(rng: np.random.Generator, below: Layer, num_frames: int, size: tuple[int, int],
+           difficulty: Difficulty) -> Layer:
+    """An untracked opaque square or disc, wider than `below`, crossing it at full speed.
+
+    Its centre passes within a tenth of the object's radius of the object's centre at a
+    middle frame, in a straight line, so the object is wholly covered for a few frames
+    around it (how many depends on the drawn size and speed; the masks say exactly).
+    """
+    t_cover = int(rng.integers(1 if num_frames < 4 else 2, num_frames - 1))  # frames 0-1 stay clear
+    object_radius = below.sprite.radius * float(below.trajectory.scale.max())  # image pixels
+    inner = rng.uniform(*difficulty.hider_cover) * object_radius
+    side = max(int(round(2 * inner * SUPERSAMPLE)), 4)  # a square's inner radius is half its side
+    alpha = np.ones((side, side), bool) if rng.random() < 0.5 else \
+        np.hypot(*np.mgrid[:side, :side] - (side - 1) / 2) <= side / 2
+    direction = rng.uniform(0, 2 * np.pi)
+    velocity = rng.uniform(*difficulty.hider_speed) * min(size) * np.array([np.cos(direction), np.sin(direction)])
+    t = np.arange(num_frames, dtype=np.float32)[:, None] - t_cover
+    aim = below.trajectory.center[t_cover] + rng.uniform(-0.1, 0.1, size=2) * object_radius
+    trajectory = Trajectory(center=(aim + velocity * t).astype(np.float32),
+                            angle=np.full(num_frames, rng.uniform(0, np.pi / 2), np.float32),
+                            scale=np.full(num_frames, 1.0 / SUPERSAMPLE, np.float32))
+    return Layer(Sprite(alpha=alpha, texture=random_texture(rng, (side, side))), trajectory, tracked=False)
+
+
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur of a float (H, W, 3) image, edges replicated."""
     radius = max(int(np.ceil(2 * sigma)), 1)
@@ -193,7 +223,13 @@ def generate_clip(
                 for i in range(num_tracked + num_distractors)]
         order = rng.permutation(len(made))  # random depth order, bottom first
         layers = [made[i][0] for i in order]
-        _steer_into_occlusions(rng, layers, [made[i][1] for i in order], difficulty.occlusion_prob)
+        leaves = [made[i][1] for i in order]
+        _steer_into_occlusions(rng, layers, leaves, difficulty.occlusion_prob)
+        if num_frames >= 3 and difficulty.hide_prob and rng.random() < difficulty.hide_prob:
+            staying = [i for i, layer in enumerate(layers) if layer.tracked and not leaves[i]]
+            if staying:  # on top of every layer
+                below = layers[staying[int(rng.integers(len(staying)))]]
+                layers.append(_hider(rng, below, num_frames, size, difficulty))
         clip = clip_from_layers(background, layers)
         if clip.masks[0].sum(axis=(1, 2)).min() >= min_pixels:
             return replace(clip, frames=_camera_effects(rng, clip.frames, difficulty))

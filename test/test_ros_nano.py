@@ -33,14 +33,14 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "sam2_nano.pt"
 # 0.23, so a node that stops following the disc fails.
 MIN_MEAN_IOU = 0.5
 RESEND_S = 2.0
+needs_checkpoint = pytest.mark.skipif(not CHECKPOINT.is_file(), reason=f"{CHECKPOINT} is absent")
 
 
-@pytest.mark.skipif(not CHECKPOINT.is_file(), reason=f"{CHECKPOINT} is absent")
-def test_node_follows_a_box_prompted_disc_with_the_nano_checkpoint(context) -> None:
+def run_node(context, clip, request: AddPrompt.Request) -> list:
+    """Send `clip`'s frames to a nano node one at a time, prompting on frame 0 with `request`;
+    return object 1's ObjectMask on every frame after it."""
     from sam2_ros.ros.node import Sam2Node
 
-    clip = crossing_clip(seed=0)
-    truth = clip.masks[:, 0]  # (T, H, W)
     overrides = [Parameter("model_size", value="nano"), Parameter("checkpoint", value=str(CHECKPOINT)),
                  Parameter("image_size", value=trained_image_size(CHECKPOINT)),
                  Parameter("image_topic", value="/nano/image")]
@@ -71,10 +71,16 @@ def test_node_follows_a_box_prompted_disc_with_the_nano_checkpoint(context) -> N
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         wait_for(lambda: client.add_prompt.service_is_ready(), 60, "the add_prompt service")
         show(0)
-        reply = client.call(client.add_prompt, AddPrompt.Request(object_id=1, box=mask_to_box(truth[0]).tolist()))
+        request.object_id = 1
+        reply = client.call(client.add_prompt, request)
         assert reply.success, reply.message
-        ious = []
-        for index in range(1, len(truth)):
-            (mask,) = [m for m in show(index).masks if m.object_id == 1]
-            ious.append(region_similarity(image_to_mask(mask.mask), truth[index]))
-        assert np.mean(ious) > MIN_MEAN_IOU, np.round(ious, 2).tolist()
+        return [next(m for m in show(index).masks if m.object_id == 1) for index in range(1, len(clip.frames))]
+
+
+@needs_checkpoint
+def test_node_follows_a_box_prompted_disc_with_the_nano_checkpoint(context) -> None:
+    clip = crossing_clip(seed=0)
+    truth = clip.masks[:, 0]  # (T, H, W)
+    masks = run_node(context, clip, AddPrompt.Request(box=mask_to_box(truth[0]).tolist()))
+    ious = [region_similarity(image_to_mask(m.mask), truth[t]) for t, m in enumerate(masks, 1)]
+    assert np.mean(ious) > MIN_MEAN_IOU, np.round(ious, 2).tolist()

@@ -152,6 +152,7 @@ def test_later_stages_start_from_the_given_weights_and_record_the_earlier_ones(t
     text = "\n".join(_stage_lines(training, SMALL.image_size))
     assert "Stage 3, from stage 2's weights" in text and "--hide-prob 1 " in text
     assert f"--init-weights {stage2} " in text and "--out out/train " in text
+    assert f"--out {stage2.parent} --weights {stage2}" in text  # where stage 3 read it from
 
 
 @pytest.mark.skipif(not (REPO / "weights" / "sam2_nano.pt").is_file(), reason="weights/sam2_nano.pt not trained yet")

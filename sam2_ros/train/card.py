@@ -108,9 +108,10 @@ def _stage_lines(train: dict, image_size: int) -> list[str]:
     else:
         stages = [("Stage 1, from scratch: ", chain[0])]
         stages += [(f"Stage {i + 1}, from stage {i}'s weights: ", stage) for i, stage in enumerate(chain[1:], 1)]
+    # Each stage writes where the next one read its start weights from; the last one to out/train.
+    outs = [str(Path(later["init_weights"]).parent) for later in chain[1:]] + ["out/train"]
     lines = []
-    for number, (label, stage) in enumerate(stages, 1):
-        out = f"out/stage{number}" if stage is not train else "out/train"
+    for out, (label, stage) in zip(outs, stages):
         weights = f" --weights {out}/sam2_nano.pt" if len(stages) > 1 else ""
         lines += [
             f"- {label}AdamW lr {stage['lr']:g} (warmup {stage['warmup_steps']}, cosine to x{stage['min_lr_ratio']}), "

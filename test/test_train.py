@@ -209,17 +209,21 @@ def test_evaluation_and_card_run_end_to_end(tmp_path):
     weights = tmp_path / "sam2_nano.pt"
     export_weights(state.model, SMALL, state, weights)
     out = tmp_path / "eval"
-    evaluate.main(["--checkpoint", str(weights), "--clips", "1", "--frames", "3", "--out", str(out)])
+    evaluate.main(["--checkpoint", str(weights), "--clips", "1", "--frames", "3", "--hiding-clips", "2",
+                   "--hiding-frames", "6", "--out", str(out)])
     results = json.loads((out / "results.json").read_text())
     for name in ("trained", "random"):
         for kind in ("mask", "box", "click"):
             scores = results[name]["synthetic"][kind]
             assert 0.0 <= scores["J"] <= 1.0 and 0.0 <= scores["J_vs_all_objects"] <= 1.0
             assert 0.0 <= scores["visibility_accuracy"] <= 1.0
+            hiding = results[name]["hiding"][kind]
+            assert hiding["hidden_frames"] > 0 and 0.0 <= hiding["hidden_flagged"] <= 1.0
     card_path = tmp_path / "CARD.md"
     card.main(["--weights", str(weights), "--eval", str(out), "--card", str(card_path)])
     text = card_path.read_text()
     assert "| jittered box | trained |" in text and f"--max-objects {SMALL.num_objects[1]}" in text
+    assert "| jittered box | trained | " in text.split("### Hidden")[1]  # the hiding table
 
 
 def test_feature_scale_term_adds_the_weighted_mean_square_of_the_features():
@@ -291,3 +295,22 @@ def test_decoder_prior_makes_a_click_attend_to_its_own_cell():
     # Share of clicks whose peak is within one cell: measured 0.22 at PyTorch's init, 0.53 with
     # random orthonormal rows, 0.89 with each head on its own frequencies.
     assert after[False] > before + 0.2 and after[True] > 0.85, (before, after)
+
+
+def test_hiding_tally_scores_a_perfect_tracker_and_a_still_mask():
+    """Truth as the prediction scores 1 everywhere; the frame-0 mask held still and always
+    visible flags no hidden frame and scores J 0 once the moved object is back."""
+    from sam2_ros.train.evaluate import HidingTally, TrackedClip, hiding_clip
+
+    clip = hiding_clip(0, num_frames=14, image_size=128, backgrounds=None)
+    assert not clip.visible.all()  # something is wholly hidden
+    perfect = HidingTally([], [], [])
+    perfect.add(TrackedClip(masks=clip.masks, visible=clip.visible), clip)
+    best = perfect.summary()
+    assert best["hidden_frames"] > 0 and best["hidden_flagged"] == 1.0 and best["visible_kept"] == 1.0
+    still = HidingTally([], [], [])
+    held = np.broadcast_to(clip.masks[:1], clip.masks.shape)
+    still.add(TrackedClip(masks=held, visible=np.ones_like(clip.visible)), clip)
+    worst = still.summary()
+    assert worst["hidden_flagged"] == 0.0 and worst["visible_kept"] == 1.0
+    assert best["objects_back"] > 0 and best["J_after"] == 1.0 and worst["J_after"] < best["J_after"]

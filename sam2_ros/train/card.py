@@ -34,6 +34,19 @@ def _synthetic_table(results: dict) -> list[str]:
     return lines
 
 
+def _hiding_table(results: dict) -> list[str]:
+    lines = ["| frame-0 prompt | weights | hidden frames flagged | visible frames kept before | J once back |",
+             "|---|---|---|---|---|"]
+    for kind, label in KINDS:
+        for name in ("trained", "random"):
+            r = results[name].get("hiding", {}).get(kind)
+            if r is None:
+                continue
+            lines.append(f"| {label} | {name} | {_fmt(r['hidden_flagged'])} ({r['hidden_frames']}) | "
+                         f"{_fmt(r['visible_kept'])} | {_fmt(r['J_after'])} ({r['objects_back']} objects) |")
+    return lines
+
+
 def _real_table(results: dict) -> list[str]:
     lines = ["| object | weights | box IoU per hand-labelled frame | frames predicted visible |", "|---|---|---|---|"]
     for name in ("trained", "random"):
@@ -125,6 +138,25 @@ def _stage_lines(train: dict, image_size: int) -> list[str]:
     lines.append("- Runs are resumable (`--resume`); with one thread on the same torch, the numbers depend on the "
                  "config and seed, not on the time limit.")
     return lines
+
+
+def _hiding_section(results: dict) -> list[str]:
+    """The hiding evaluation, when the results have it."""
+    hiding = results.get("hiding")
+    if hiding is None:
+        return []
+    return [
+        "### Hidden and back",
+        f"{hiding['clips']} held-out clips of {hiding['frames']} frames (seeds `default_rng([{hiding['entropy']}, i])`) where "
+        "a larger opaque layer passes over one object, hiding it wholly for",
+        "some frames (`HIDING` in `sam2_ros.train.evaluate`). Per prompt kind: the share of wholly hidden",
+        "frames flagged `visible=False` (count in brackets), the share of the frames before the first",
+        "absence still flagged visible, and J per object on the later frames where at least half of",
+        "it is back in view.",
+        "",
+        *_hiding_table(results),
+        "",
+    ]
 
 
 def card_text(description: dict, results: dict, figures: Path, card_dir: Path) -> str:
@@ -226,6 +258,7 @@ def card_text(description: dict, results: dict, figures: Path, card_dir: Path) -
         "Held-out clip 0, box prompt (rows: truth, trained, random; every 2nd frame):",
         f"![heldout]({rel('heldout_clip0.jpg')})",
         "",
+        *_hiding_section(results),
         "### Real video",
         "`test/data/blocks` (480x270, 12 frames, never seen in training): a box drawn by hand on frame 0",
         "for two blocks; the blocks do not move, so the same hand boxes label frames 6 and 11. Scored by the",

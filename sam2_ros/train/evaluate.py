@@ -26,14 +26,17 @@ from sam2_ros.engine.checkpoint import load_checkpoint, trained_image_size
 from sam2_ros.engine.model import SAM2Model, build_model
 from sam2_ros.engine.tracker import StreamingTracker
 from sam2_ros.train.backgrounds import load_backgrounds
-from sam2_ros.train.metrics import JFScores, evaluate_clip, pool
+from sam2_ros.train.metrics import JFScores, evaluate_clip, pool, region_similarity
 from sam2_ros.train.prompts import PromptKind, initial_prompt, mask_to_box
 from sam2_ros.train.train import BACKGROUNDS, REPO, plot_curve
-from sam2_ros.train.video_gen import Clip, generate_clip
+from sam2_ros.train.video_gen import Clip, Difficulty, generate_clip
 
 # Held-out clips come from np.random.default_rng([HELDOUT_ENTROPY, i]); training draws one
 # stream from default_rng(seed) with a small seed, a different seed sequence.
 HELDOUT_ENTROPY = 1_000_003
+# Hiding clips: a larger layer passes wholly over one object (then, mostly, frees it again).
+HIDING_ENTROPY = 1_000_033
+HIDING = Difficulty(hide_prob=1.0, leave_prob=0.0)
 RANDOM_WEIGHTS_SEED = 0
 REAL_VIDEO = REPO / "test" / "data" / "blocks"
 # Drawn by hand on frame 0 of the 480x270 blocks video (x0, y0, x1, y1). The blocks do not
@@ -54,6 +57,14 @@ def heldout_clip(index: int, *, num_frames: int, image_size: int,
     """Held-out clip `index`; the same for every call."""
     rng = np.random.default_rng([HELDOUT_ENTROPY, index])
     return generate_clip(rng, num_frames=num_frames, size=(image_size, image_size), backgrounds=backgrounds)
+
+
+def hiding_clip(index: int, *, num_frames: int, image_size: int,
+                backgrounds: Sequence[np.ndarray] | None) -> Clip:
+    """Held-out hiding clip `index` (HIDING difficulty, 1-2 objects); the same for every call."""
+    rng = np.random.default_rng([HIDING_ENTROPY, index])
+    return generate_clip(rng, num_frames=num_frames, size=(image_size, image_size), num_objects=(1, 2),
+                         backgrounds=backgrounds, difficulty=HIDING)
 
 
 def track_clip(tracker: StreamingTracker, clip: Clip, kind: PromptKind, rng: np.random.Generator) -> TrackedClip:
@@ -114,6 +125,52 @@ def evaluate_synthetic(model: SAM2Model, *, num_clips: int, num_frames: int, kin
             visibility.append(tracked.visible[1:].ravel())
             gt_visible.append(clip.visible[1:].ravel())
         results[kind.value] = _summary(pool(scores), pool(union_scores), visibility, gt_visible)
+    return results
+
+
+@dataclass
+class HidingTally:
+    """Per-frame and per-object outcomes around whole absences, pooled over clips."""
+
+    hidden_flagged: list[bool]  # per absent frame: flagged visible=False
+    visible_kept: list[bool]  # per frame before an object's first absence (after the prompt): visible=True
+    j_after: list[float]  # per object that comes back: mean J on its frames after the absence with
+    # at least half of its frame-0 area in view
+
+    def add(self, tracked: TrackedClip, clip: Clip) -> None:
+        for k in range(clip.masks.shape[1]):
+            truth = clip.visible[:, k]
+            if truth.all():
+                continue  # never absent: nothing to score here
+            first = int(np.argmin(truth))
+            self.hidden_flagged += (~tracked.visible[~truth, k]).tolist()
+            self.visible_kept += tracked.visible[1:first, k].tolist()
+            half = 0.5 * clip.masks[0, k].sum()
+            back = [t for t in range(first, len(truth)) if clip.masks[t, k].sum() >= half]
+            if back:
+                self.j_after.append(float(np.mean([region_similarity(tracked.masks[t, k], clip.masks[t, k])
+                                                   for t in back])))
+
+    def summary(self) -> dict[str, float | int | None]:
+        mean = lambda xs: round(float(np.mean(xs)), 4) if xs else None  # noqa: E731
+        return {"hidden_frames": len(self.hidden_flagged), "hidden_flagged": mean(self.hidden_flagged),
+                "visible_kept": mean(self.visible_kept), "objects_back": len(self.j_after),
+                "J_after": mean(self.j_after)}
+
+
+def evaluate_hiding(model: SAM2Model, *, num_clips: int, num_frames: int, kinds: Sequence[PromptKind],
+                    backgrounds: Sequence[np.ndarray] | None) -> dict[str, dict[str, float | int | None]]:
+    """On the hiding clips, per prompt kind: how many wholly hidden frames are flagged, how many
+    frames before are kept visible, and J once the object is back (see HidingTally)."""
+    tracker = StreamingTracker(model)
+    results = {}
+    for kind in kinds:
+        rng = np.random.default_rng([HIDING_ENTROPY, num_clips, 7])
+        tally = HidingTally([], [], [])
+        for index in range(num_clips):
+            clip = hiding_clip(index, num_frames=num_frames, image_size=model.image_size, backgrounds=backgrounds)
+            tally.add(track_clip(tracker, clip, kind, rng), clip)
+        results[kind.value] = tally.summary()
     return results
 
 
@@ -179,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "weights" / "sam2_nano_eval")
     parser.add_argument("--clips", type=int, default=30)
     parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--hiding-clips", type=int, default=20)
+    parser.add_argument("--hiding-frames", type=int, default=14)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--loss-csv", type=Path, nargs="*", default=[],
                         help="training logs (loss.csv) of the checkpoint's stages, in order: plotted to OUT/loss.png")
@@ -195,14 +254,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     results: dict[str, object] = {
         "heldout": {"clips": args.clips, "frames": args.frames, "entropy": HELDOUT_ENTROPY,
                     "image_size": args.image_size, "scored_frames": "1..T-1 (frame 0 is prompted)"},
+        "hiding": {"clips": args.hiding_clips, "frames": args.hiding_frames, "entropy": HIDING_ENTROPY},
     }
     for name, model in models.items():
         results[name] = {
             "synthetic": evaluate_synthetic(model, num_clips=args.clips, num_frames=args.frames, kinds=kinds,
                                             backgrounds=backgrounds),
+            "hiding": evaluate_hiding(model, num_clips=args.hiding_clips, num_frames=args.hiding_frames, kinds=kinds,
+                                      backgrounds=backgrounds),
             "real": evaluate_real(model, args.out / f"blocks_{name}.jpg"),
         }
-        print(name, json.dumps(results[name]["synthetic"]), flush=True)
+        print(name, json.dumps(results[name]["synthetic"]), json.dumps(results[name]["hiding"]), flush=True)
     example = heldout_clip(0, num_frames=args.frames, image_size=args.image_size, backgrounds=backgrounds)
     synthetic_figure(models, example, args.out / "heldout_clip0.jpg")
     (args.out / "results.json").write_text(json.dumps(results, indent=2))

@@ -1,7 +1,8 @@
 """Behaviour of the shipped nano checkpoint through `StreamingTracker`, as the node runs it.
 
-A prompted moving object is followed on held-out generated clips, and an object hidden by
-a passing layer turns `visible=False` and comes back. Where the shipped checkpoint falls short,
+A prompted moving object is followed on held-out generated clips, and objects hidden by a
+passing layer turn `visible=False` and (partly) come back, on held-out hiding clips and in
+one hand-built scene. Where the shipped checkpoint falls short,
 the test is marked xfail with the measured behaviour rather than weakened; the scene itself is
 checked unconditionally.
 """
@@ -18,7 +19,7 @@ from nano_scenes import FREE_AGAIN, HIDDEN, NUM_FRAMES, occlusion_clip
 from sam2_ros.engine import StreamingTracker, build_model, load_checkpoint
 from sam2_ros.engine.checkpoint import trained_image_size
 from sam2_ros.train.backgrounds import load_backgrounds
-from sam2_ros.train.evaluate import heldout_clip, track_clip
+from sam2_ros.train.evaluate import HidingTally, TrackedClip, heldout_clip, hiding_clip, track_clip
 from sam2_ros.train.metrics import region_similarity
 from sam2_ros.train.prompts import PromptKind
 from sam2_ros.train.train import BACKGROUNDS
@@ -31,15 +32,24 @@ IMAGE_SIZE = trained_image_size(CHECKPOINT)  # the size it was trained at (from 
 NUM_CLIPS = 10  # held-out clips 0..9 of the evaluation, 12 frames each
 # "Followed": averaged over the objects of these clips (box prompt on frame 0, scored on frames
 # 1..11), J is above MIN_MEAN_J and clearly above holding the true frame-0 mask still. Measured
-# here: the shipped checkpoint 0.57; the frame-0 mask held still 0.17; random weights 0.07; the
+# here: the shipped checkpoint 0.59; the frame-0 mask held still 0.17; random weights 0.07; the
 # previous checkpoint, which marked every object whatever the prompt, 0.09. The bar sits between
 # the still mask and the checkpoint, so a model that does not follow the motion fails it.
 MIN_MEAN_J = 0.3
 STILL_MASK_MARGIN = 2.0  # tracked J must be at least this many times the still mask's
-HIDING_NOT_LEARNED = pytest.mark.xfail(
-    reason="the nano checkpoint follows the disc until the sliding square reaches it, then its mask moves "
-           "onto the square: 3 of the 4 hidden frames stay visible and the freed disc is not picked up "
-           "again (measured; see the card's notes)",
+# Hidden and back, on held-out hiding clips 0..9 of the evaluation (14 frames; a larger layer
+# passes wholly over one object), mask prompt on frame 0. Measured here: the shipped checkpoint
+# flags 71% of the 66 wholly hidden frames and scores J 0.39 once the 8 objects that come back
+# are half in view again (3 of them above 0.5); the checkpoint before hiding clips were trained
+# on, 27% and 0.19; the frame-0 mask held still, 0% and 0.01. The bars sit between.
+HIDING_CLIPS = 10
+MIN_HIDDEN_FLAGGED = 0.5
+MIN_J_BACK = 0.3
+MIN_VISIBLE_KEPT = 0.9  # before the absence, the object must still be reported in view
+HAND_SCENE_NOT_LEARNED = pytest.mark.xfail(
+    reason="the nano checkpoint flags hidden frames 7-9 of this scene but not frame 10, and once the disc "
+           "slides out from under the square its mask lands on the background where the disc was on "
+           "frame 0, not on the disc (measured; see the card's notes)",
     strict=False,
 )
 
@@ -69,6 +79,24 @@ def test_box_prompted_objects_are_followed_on_heldout_clips(tracker):
     assert np.mean(tracked_j) > STILL_MASK_MARGIN * np.mean(still_j), report
 
 
+@needs_checkpoint
+def test_objects_hidden_by_a_passing_layer_are_flagged_and_mostly_found_again(tracker):
+    backgrounds = load_backgrounds(BACKGROUNDS)
+    rng = np.random.default_rng(0)
+    tally, still = HidingTally([], [], []), HidingTally([], [], [])
+    for index in range(HIDING_CLIPS):
+        clip = hiding_clip(index, num_frames=14, image_size=IMAGE_SIZE, backgrounds=backgrounds)
+        tally.add(track_clip(tracker, clip, PromptKind.MASK, rng), clip)
+        held = np.broadcast_to(clip.masks[:1], clip.masks.shape)
+        still.add(TrackedClip(masks=held, visible=np.ones_like(clip.visible)), clip)
+    scores, baseline = tally.summary(), still.summary()
+    report = f"tracked {scores}, J once back per object {np.round(tally.j_after, 2).tolist()}; still mask {baseline}"
+    assert scores["hidden_frames"] > 20 and scores["objects_back"] >= 5, report  # the clips test what they should
+    assert scores["hidden_flagged"] > MIN_HIDDEN_FLAGGED, report
+    assert scores["visible_kept"] > MIN_VISIBLE_KEPT, report
+    assert scores["J_after"] > MIN_J_BACK and scores["J_after"] > baseline["J_after"] + MIN_J_BACK, report
+
+
 def test_occlusion_scene_hides_the_object_completely_then_frees_it():
     clip = occlusion_clip()
     assert clip.visible[:5, 0].all()
@@ -78,7 +106,7 @@ def test_occlusion_scene_hides_the_object_completely_then_frees_it():
 
 
 @needs_checkpoint
-@HIDING_NOT_LEARNED
+@HAND_SCENE_NOT_LEARNED
 def test_occluded_object_turns_invisible_and_comes_back(tracker):
     clip = occlusion_clip()
     tracked = track_clip(tracker, clip, PromptKind.MASK, np.random.default_rng(0))

@@ -19,7 +19,7 @@ from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from nano_scenes import crossing_clip  # noqa: E402
+from nano_scenes import HIDDEN, crossing_clip, occlusion_clip  # noqa: E402
 from sam2_ros.engine.checkpoint import trained_image_size  # noqa: E402
 from sam2_ros.ros.conversions import array_to_image, image_to_mask  # noqa: E402
 from sam2_ros.srv import AddPrompt  # noqa: E402
@@ -29,7 +29,7 @@ from test_ros_node import Client, context, spinning, wait_for  # noqa: E402,F401
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "sam2_nano.pt"
 # Followed: mean IoU over frames 1.. above this. Measured with the tracker directly on this scene
-# (seed 0) the shipped checkpoint scores 0.83, and the true frame-0 mask held still
+# (seed 0) the shipped checkpoint scores 0.82, and the true frame-0 mask held still
 # 0.23, so a node that stops following the disc fails.
 MIN_MEAN_IOU = 0.5
 RESEND_S = 2.0
@@ -84,3 +84,19 @@ def test_node_follows_a_box_prompted_disc_with_the_nano_checkpoint(context) -> N
     masks = run_node(context, clip, AddPrompt.Request(box=mask_to_box(truth[0]).tolist()))
     ious = [region_similarity(image_to_mask(m.mask), truth[t]) for t, m in enumerate(masks, 1)]
     assert np.mean(ious) > MIN_MEAN_IOU, np.round(ious, 2).tolist()
+
+
+@needs_checkpoint
+def test_node_reports_the_disc_hidden_under_the_passing_square(context) -> None:
+    """Over the node's topics: the disc is reported in view before the square arrives, and as
+    `visible=false` with an empty mask on most of the frames the square wholly hides it (the
+    share the tracker tests require on held-out hiding clips: more than half; the shipped
+    checkpoint flags 3 of these 4). Finding it again is not asserted: see test_nano_tracking."""
+    clip = occlusion_clip()
+    mask = array_to_image(clip.masks[0, 0].astype(np.uint8) * 255, encoding="mono8", header=Header())
+    masks = run_node(context, clip, AddPrompt.Request(mask=mask))
+    visible = [m.visible for m in masks]  # frames 1..
+    report = f"visible on frames 1.. {np.array(visible, int).tolist()}"
+    assert all(visible[:4]), report
+    assert sum(not visible[t - 1] for t in HIDDEN) > len(HIDDEN) / 2, report
+    assert all(not image_to_mask(m.mask).any() for m in masks if not m.visible), report

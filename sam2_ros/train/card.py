@@ -112,6 +112,19 @@ def training_stages(train: dict) -> list[dict]:
     return stages
 
 
+def _hider_text(train: dict) -> str:
+    """The data line's words on hiding clips, naming the stages that used them."""
+    stages = [str(i) for i, stage in enumerate(training_stages(train), 1) if stage.get("hide_prob")]
+    if not stages:
+        return ""
+    return (f" in stage{'s' if len(stages) > 1 else ''} {', '.join(stages)} some clips also get a larger opaque square or disc that passes\n"
+            "  wholly over one object at up to 3x the objects' speed (`--hide-prob`, `Difficulty.hide_prob`);")
+
+
+def _hiding_share(stage: dict) -> str:
+    return f"; {stage['hide_prob']:g} of them with a layer hiding an object" if stage.get("hide_prob") else ""
+
+
 def _stage_lines(train: dict, image_size: int) -> list[str]:
     """Optimiser, length, time and the command of each training stage (a later stage starts from
     the weights of the one before)."""
@@ -129,7 +142,7 @@ def _stage_lines(train: dict, image_size: int) -> list[str]:
         lines += [
             f"- {label}AdamW lr {stage['lr']:g} (warmup {stage['warmup_steps']}, cosine to x{stage['min_lr_ratio']}), "
             f"weight decay {stage['weight_decay']}, gradient clip {stage['grad_clip']}, seed {stage['seed']}, "
-            f"{stage['video_frames']}-frame clips (p={stage['video_prob']:g}), "
+            f"{stage['video_frames']}-frame clips (p={stage['video_prob']:g}{_hiding_share(stage)}), "
             f"{stage['easy_steps']} curriculum steps; **{stage['steps_done']} steps** of a {stage['steps']}-step "
             f"schedule in **{stage['wall_time_s'] / 60:.0f} min** on {stage['machine']}.",
             f"  Reproduce: `python -m sam2_ros.train.train {_recipe_flags(stage, image_size)} "
@@ -184,7 +197,8 @@ def card_text(description: dict, results: dict, figures: Path, card_dir: Path) -
         "## Data",
         "- `sam2_ros.train.video_gen.generate_clip`: textured shapes and letters moving, rotating and",
         "  scaling, occluding each other, leaving and re-entering the view, untracked distractors, camera",
-        f"  pan, blur, noise; {train['num_objects'][0]}–{train['num_objects'][1]} tracked objects, exact masks. "
+        "  pan, blur, noise;" + _hider_text(train),
+        f"  {train['num_objects'][0]}–{train['num_objects'][1]} tracked objects, exact masks. "
         "Backgrounds: synthetic textures or crops of",
         "  the `test/data/bedroom` frames (the `blocks` frames are kept unseen for the real-video check).",
         "- Each step one example: a clip (length and share per stage, under Training) or a single",
@@ -229,14 +243,23 @@ def card_text(description: dict, results: dict, figures: Path, card_dir: Path) -
         "  each head reads the sine and cosine of its own Fourier frequencies (`--decoder-locality-aligned`,",
         "  89%) scored lower in a paired 22,000-step run (held-out J 0.44 / 0.43 / 0.37 for mask / box /",
         "  click vs 0.52 / 0.50 / 0.49; one seed each, so the gap may be partly chance).",
-        "- Second stages from the stage-1 weights (one seed each, the held-out clips below; J for mask /",
-        "  box / click): stage 1 alone 0.52 / 0.50 / 0.49; 6-frame clips, 15,000 steps (shipped) 0.57 /",
-        "  0.59 / 0.53; 8-frame clips with occlusion probability 0.6, 5,500 steps, 0.55 / 0.53 / 0.52,",
-        "  but it flagged fewer absent frames (24% against 61% for box prompts).",
-        "- Not learned: an object wholly hidden by a larger passing layer is mostly still marked visible",
-        "  (the mask moves onto the layer) and is not picked up again once freed, so the occlusion test",
-        "  of `test/test_nano_tracking.py` stays xfail. The training clips (4-8 frames) rarely hide an",
-        "  object wholly and then free it.",
+        "- Later stages (one seed each, the held-out clips below; J for mask / box / click). From the",
+        "  stage-1 weights (0.52 / 0.50 / 0.49): 6-frame clips, 15,000 steps (stage 2) 0.57 / 0.59 / 0.53;",
+        "  8-frame clips with occlusion probability 0.6, 5,500 steps, 0.55 / 0.53 / 0.52. Stage 2 rarely",
+        "  flagged a wholly hidden object: the steered occlusions of the generator seldom hide one",
+        "  completely, so stages 3 and 4 add hiding clips. Share of wholly hidden frames flagged / J once",
+        "  back (mask prompt), on a 16-clip probe set of hiding clips: stage 2 0.33 / 0.34, stage 3",
+        "  (8-frame clips) 0.79 / 0.47, stage 4 (12-frame clips) 0.84 / 0.51; on hiding clips 0-9 of the",
+        "  table below: stage 2 0.27 / 0.19, stage 4 0.71 / 0.39. A paired variant, not shipped (stage 3",
+        "  at lr 2e-4 on 10-frame clips with hiding p=0.7, then stage 4 as above): held-out 0.62 / 0.59 /",
+        "  0.56, hiding 0.80 / 0.60 and 0.74 / 0.39. Mid-run checkpoints of both swung between finding",
+        "  the object again and not.",
+        "- Not learned: finding an object again reliably once it is freed. In the hand-built scene of",
+        "  `test/test_nano_tracking.py` (a disc drifting slowly, a square sliding over it fast) the",
+        "  checkpoint flags 3 of the 4 wholly hidden frames, but when the disc slides out its mask lands on",
+        "  the background where the disc was on frame 0: after the hidden frames the memory holds mostly",
+        "  \"absent\" entries, and the prompted frame's memory, read with the locality prior, points to the",
+        "  old place. That test stays xfail; the held-out hiding test asserts the measured shares.",
         "- SAM 2 weighs focal 20 : dice 1; from scratch that made the model predict almost nothing",
         "  (toy IoU with the union of objects 0.08 vs 0.78 at weight 1), hence 1 : 1.",
         "- Nothing bounds the image features' scale (the decoder normalises what it reads): from scratch",
@@ -245,8 +268,8 @@ def card_text(description: dict, results: dict, figures: Path, card_dir: Path) -
         "",
         "## Evaluation",
         f"Held-out generated clips ({held['clips']} clips of {held['frames']} frames at {held['image_size']} px, "
-        f"seeds `default_rng([{held['entropy']}, i])`, disjoint from training, {held['frames'] / train['video_frames']:.0f}x "
-        "longer than the training clips), run as the node",
+        f"seeds `default_rng([{held['entropy']}, i])`, disjoint from training; the last stage trained on "
+        f"{train['video_frames']}-frame clips), run as the node",
         "runs them: `StreamingTracker`, every object prompted on frame 0, the rest tracked. J (IoU) and F",
         "(boundary) are per object over frames 1.., averaged over objects; visibility accuracy compares",
         "`visible` with the truth on every frame; the last column is the share of frames where an object is",

@@ -83,7 +83,7 @@ def test_box_prompted_objects_are_followed_on_heldout_clips(tracker):
 def test_objects_hidden_by_a_passing_layer_are_flagged_and_mostly_found_again(tracker):
     backgrounds = load_backgrounds(BACKGROUNDS)
     rng = np.random.default_rng(0)
-    tally, still = HidingTally([], [], []), HidingTally([], [], [])
+    tally, still = HidingTally(), HidingTally()
     for index in range(HIDING_CLIPS):
         clip = hiding_clip(index, num_frames=14, image_size=IMAGE_SIZE, backgrounds=backgrounds)
         tally.add(track_clip(tracker, clip, PromptKind.MASK, rng), clip)

@@ -304,11 +304,11 @@ def test_hiding_tally_scores_a_perfect_tracker_and_a_still_mask():
 
     clip = hiding_clip(0, num_frames=14, image_size=128, backgrounds=None)
     assert not clip.visible.all()  # something is wholly hidden
-    perfect = HidingTally([], [], [])
+    perfect = HidingTally()
     perfect.add(TrackedClip(masks=clip.masks, visible=clip.visible), clip)
     best = perfect.summary()
     assert best["hidden_frames"] > 0 and best["hidden_flagged"] == 1.0 and best["visible_kept"] == 1.0
-    still = HidingTally([], [], [])
+    still = HidingTally()
     held = np.broadcast_to(clip.masks[:1], clip.masks.shape)
     still.add(TrackedClip(masks=held, visible=np.ones_like(clip.visible)), clip)
     worst = still.summary()

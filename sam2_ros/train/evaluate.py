@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -132,10 +132,12 @@ def evaluate_synthetic(model: SAM2Model, *, num_clips: int, num_frames: int, kin
 class HidingTally:
     """Per-frame and per-object outcomes around whole absences, pooled over clips."""
 
-    hidden_flagged: list[bool]  # per absent frame: flagged visible=False
-    visible_kept: list[bool]  # per frame before an object's first absence (after the prompt): visible=True
-    j_after: list[float]  # per object that comes back: mean J on its frames after the absence with
-    # at least half of its frame-0 area in view
+    hidden_flagged: list[bool] = field(default_factory=list)  # per absent frame: flagged visible=False
+    # per frame before an object's first absence (after the prompt): visible=True
+    visible_kept: list[bool] = field(default_factory=list)
+    # per object that comes back: mean J on its frames after the absence with at least half of
+    # its frame-0 area in view
+    j_after: list[float] = field(default_factory=list)
 
     def add(self, tracked: TrackedClip, clip: Clip) -> None:
         for k in range(clip.masks.shape[1]):
@@ -166,7 +168,7 @@ def evaluate_hiding(model: SAM2Model, *, num_clips: int, num_frames: int, kinds:
     results = {}
     for kind in kinds:
         rng = np.random.default_rng([HIDING_ENTROPY, num_clips, 7])
-        tally = HidingTally([], [], [])
+        tally = HidingTally()
         for index in range(num_clips):
             clip = hiding_clip(index, num_frames=num_frames, image_size=model.image_size, backgrounds=backgrounds)
             tally.add(track_clip(tracker, clip, kind, rng), clip)

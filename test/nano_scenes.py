@@ -30,10 +30,11 @@ def _still(n: int) -> np.ndarray:
     return np.zeros(n, np.float32)
 
 
-def occlusion_clip() -> Clip:
+def occlusion_clip(seed: int = 11) -> Clip:
     """A disc drifting right, and a larger opaque square sliding over it from the left, hiding it
-    completely on frames 7-10, then leaving it free from frame 13 on."""
-    rng = np.random.default_rng(11)
+    completely on frames 7-10, then leaving it free from frame 13 on. `seed` draws the background
+    and the textures; the motion is the same for every seed."""
+    rng = np.random.default_rng(seed)
     background = np.repeat(synthetic_background(rng, (SCENE_SIZE, SCENE_SIZE))[None], NUM_FRAMES, axis=0)
     t, still = np.arange(NUM_FRAMES, dtype=np.float32), _still(NUM_FRAMES)
     target = Layer(_disc(rng), Trajectory(center=np.stack([110 + 2 * t, np.full_like(t, 128)], 1), angle=still,

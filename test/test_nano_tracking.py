@@ -46,10 +46,15 @@ HIDING_CLIPS = 10
 MIN_HIDDEN_FLAGGED = 0.5
 MIN_J_BACK = 0.3
 MIN_VISIBLE_KEPT = 0.9  # before the absence, the object must still be reported in view
+# The hand scene's motion with the textures and background of seeds 0..19 (the single-scene test
+# uses seed 11). The whole behaviour (in view before, every hidden frame flagged, IoU > 0.5 on
+# every freed frame) measured here: the shipped checkpoint in 12 of 20, the checkpoint before
+# hiding clips were trained on in 7 of 20. The bar: more often than not.
+SCENE_SEEDS = 20
 HAND_SCENE_NOT_LEARNED = pytest.mark.xfail(
-    reason="the nano checkpoint flags hidden frames 7-9 of this scene but not frame 10, and once the disc "
-           "slides out from under the square its mask lands on the background where the disc was on "
-           "frame 0, not on the disc (measured; see the card's notes)",
+    reason="seed 11, one of the 8 of 20 backgrounds where it fails: the nano checkpoint flags hidden frames "
+           "7-9 but not 10, and once the disc slides out from under the square its mask lands on the "
+           "background where the disc was on frame 0, not on the disc (measured; see the card's notes)",
     strict=False,
 )
 
@@ -98,22 +103,35 @@ def test_objects_hidden_by_a_passing_layer_are_flagged_and_mostly_found_again(tr
 
 
 def test_occlusion_scene_hides_the_object_completely_then_frees_it():
-    clip = occlusion_clip()
-    assert clip.visible[:5, 0].all()
-    assert not clip.visible[list(HIDDEN), 0].any()
-    assert clip.visible[list(FREE_AGAIN), 0].all()
-    assert (clip.masks[list(FREE_AGAIN), 0].sum(axis=(1, 2)) == clip.masks[0, 0].sum()).all()  # wholly free
+    for seed in range(SCENE_SEEDS):
+        clip = occlusion_clip(seed)
+        assert clip.visible[:5, 0].all(), seed
+        assert not clip.visible[list(HIDDEN), 0].any(), seed
+        assert clip.visible[list(FREE_AGAIN), 0].all(), seed
+        assert (clip.masks[list(FREE_AGAIN), 0].sum(axis=(1, 2)) == clip.masks[0, 0].sum()).all(), seed  # wholly free
+
+
+def hides_and_comes_back(tracker: StreamingTracker, seed: int) -> tuple[bool, str]:
+    """Track the hand scene of `seed` from its frame-0 mask: is the disc in view on frames 1-4,
+    flagged absent on every wholly hidden frame, and back (in view, IoU > 0.5) on every freed one?"""
+    clip = occlusion_clip(seed)
+    tracked = track_clip(tracker, clip, PromptKind.MASK, np.random.default_rng(0))
+    visible = tracked.visible[:, 0]
+    ious = [region_similarity(tracked.masks[t, 0], clip.masks[t, 0]) for t in range(NUM_FRAMES)]
+    ok = (visible[1:5].all() and not visible[list(HIDDEN)].any() and visible[list(FREE_AGAIN)].all()
+          and min(ious[t] for t in FREE_AGAIN) > 0.5)
+    return bool(ok), f"seed {seed}: visible per frame {visible.astype(int).tolist()}, IoU {np.round(ious, 2).tolist()}"
+
+
+@needs_checkpoint
+def test_hidden_disc_is_flagged_and_found_again_on_most_backgrounds(tracker):
+    outcomes = [hides_and_comes_back(tracker, seed) for seed in range(SCENE_SEEDS)]
+    report = "\n".join(text for ok, text in outcomes if not ok)
+    assert sum(ok for ok, _ in outcomes) > SCENE_SEEDS / 2, report
 
 
 @needs_checkpoint
 @HAND_SCENE_NOT_LEARNED
 def test_occluded_object_turns_invisible_and_comes_back(tracker):
-    clip = occlusion_clip()
-    tracked = track_clip(tracker, clip, PromptKind.MASK, np.random.default_rng(0))
-    visible = tracked.visible[:, 0]
-    ious = [region_similarity(tracked.masks[t, 0], clip.masks[t, 0]) for t in range(NUM_FRAMES)]
-    report = f"visible per frame {visible.astype(int).tolist()}, IoU per frame {np.round(ious, 2).tolist()}"
-    assert visible[1:5].all(), report  # followed before the occluder arrives
-    assert not visible[list(HIDDEN)].any(), report
-    assert visible[list(FREE_AGAIN)].all(), report
-    assert min(ious[t] for t in FREE_AGAIN) > 0.5, report
+    ok, report = hides_and_comes_back(tracker, seed=11)
+    assert ok, report

@@ -19,7 +19,7 @@ from nano_scenes import FREE_AGAIN, HIDDEN, NUM_FRAMES, occlusion_clip
 from sam2_ros.engine import StreamingTracker, build_model, load_checkpoint
 from sam2_ros.engine.checkpoint import trained_image_size
 from sam2_ros.train.backgrounds import load_backgrounds
-from sam2_ros.train.evaluate import HidingTally, TrackedClip, heldout_clip, hiding_clip, track_clip
+from sam2_ros.train.evaluate import HidingTally, heldout_clip, held_still, hiding_clip, track_clip
 from sam2_ros.train.metrics import region_similarity
 from sam2_ros.train.prompts import PromptKind
 from sam2_ros.train.train import BACKGROUNDS
@@ -92,8 +92,7 @@ def test_objects_hidden_by_a_passing_layer_are_flagged_and_mostly_found_again(tr
     for index in range(HIDING_CLIPS):
         clip = hiding_clip(index, num_frames=14, image_size=IMAGE_SIZE, backgrounds=backgrounds)
         tally.add(track_clip(tracker, clip, PromptKind.MASK, rng), clip)
-        held = np.broadcast_to(clip.masks[:1], clip.masks.shape)
-        still.add(TrackedClip(masks=held, visible=np.ones_like(clip.visible)), clip)
+        still.add(held_still(clip), clip)
     scores, baseline = tally.summary(), still.summary()
     report = f"tracked {scores}, J once back per object {np.round(tally.j_after, 2).tolist()}; still mask {baseline}"
     assert scores["hidden_frames"] > 20 and scores["objects_back"] >= 5, report  # the clips test what they should

@@ -300,7 +300,7 @@ def test_decoder_prior_makes_a_click_attend_to_its_own_cell():
 def test_hiding_tally_scores_a_perfect_tracker_and_a_still_mask():
     """Truth as the prediction scores 1 everywhere; the frame-0 mask held still and always
     visible flags no hidden frame and scores J 0 once the moved object is back."""
-    from sam2_ros.train.evaluate import HidingTally, TrackedClip, hiding_clip
+    from sam2_ros.train.evaluate import HidingTally, TrackedClip, held_still, hiding_clip
 
     clip = hiding_clip(0, num_frames=14, image_size=128, backgrounds=None)
     assert not clip.visible.all()  # something is wholly hidden
@@ -309,8 +309,7 @@ def test_hiding_tally_scores_a_perfect_tracker_and_a_still_mask():
     best = perfect.summary()
     assert best["hidden_frames"] > 0 and best["hidden_flagged"] == 1.0 and best["visible_kept"] == 1.0
     still = HidingTally()
-    held = np.broadcast_to(clip.masks[:1], clip.masks.shape)
-    still.add(TrackedClip(masks=held, visible=np.ones_like(clip.visible)), clip)
+    still.add(held_still(clip), clip)
     worst = still.summary()
     assert worst["hidden_flagged"] == 0.0 and worst["visible_kept"] == 1.0
     assert best["objects_back"] > 0 and best["J_after"] == 1.0 and worst["J_after"] < best["J_after"]

@@ -39,9 +39,7 @@ def _hiding_table(results: dict) -> list[str]:
              "|---|---|---|---|---|"]
     for kind, label in KINDS:
         for name in ("trained", "random"):
-            r = results[name].get("hiding", {}).get(kind)
-            if r is None:
-                continue
+            r = results[name]["hiding"][kind]  # written with the top-level "hiding" (see _hiding_section)
             lines.append(f"| {label} | {name} | {_fmt(r['hidden_flagged'])} ({r['hidden_frames']}) | "
                          f"{_fmt(r['visible_kept'])} | {_fmt(r['J_after'])} ({r['objects_back']} objects) |")
     return lines
@@ -117,7 +115,8 @@ def _hider_text(train: dict) -> str:
     stages = [str(i) for i, stage in enumerate(training_stages(train), 1) if stage.get("hide_prob")]
     if not stages:
         return ""
-    return (f" in stage{'s' if len(stages) > 1 else ''} {', '.join(stages)} some clips also get a larger opaque square or disc that passes\n"
+    named = f"stage{'s' if len(stages) > 1 else ''} {', '.join(stages)}"
+    return (f" in {named} some clips also get a larger opaque square or disc that passes\n"
             "  wholly over one object at up to 3x the objects' speed (`--hide-prob`, `Difficulty.hide_prob`);")
 
 
@@ -160,8 +159,9 @@ def _hiding_section(results: dict) -> list[str]:
         return []
     return [
         "### Hidden and back",
-        f"{hiding['clips']} held-out clips of {hiding['frames']} frames (seeds `default_rng([{hiding['entropy']}, i])`) where "
-        "a larger opaque layer passes over one object, hiding it wholly for",
+        f"{hiding['clips']} held-out clips of {hiding['frames']} frames "
+        f"(seeds `default_rng([{hiding['entropy']}, i])`) where a larger opaque layer passes over one object, "
+        "hiding it wholly for",
         "some frames (`HIDING` in `sam2_ros.train.evaluate`). Per prompt kind: the share of wholly hidden",
         "frames flagged `visible=False` (count in brackets), the share of the frames before the first",
         "absence still flagged visible, and J per object on the later frames where at least half of",

@@ -128,6 +128,12 @@ def evaluate_synthetic(model: SAM2Model, *, num_clips: int, num_frames: int, kin
     return results
 
 
+def held_still(clip: Clip) -> TrackedClip:
+    """The baseline that does not track: every object's true frame-0 mask on every frame, always in view."""
+    return TrackedClip(masks=np.broadcast_to(clip.masks[:1], clip.masks.shape),
+                       visible=np.ones_like(clip.visible))
+
+
 @dataclass
 class HidingTally:
     """Per-frame and per-object outcomes around whole absences, pooled over clips."""

@@ -3,8 +3,8 @@
 Objects drift, spin and scale, cross each other (the higher layer wins each pixel), and
 may leave the view and come back; untracked distractors and a slowly panning camera make
 the background less trivial. Optionally a larger opaque layer sweeps over one object, hiding it
-wholly for a few frames (`Difficulty.hide_prob`). Everything derives from one `np.random.Generator`, so a seed
-reproduces a clip exactly.
+wholly for a few frames (`Difficulty.hide_prob`). Everything derives from one
+`np.random.Generator`, so a seed reproduces a clip exactly.
 
 Run `python -m sam2_ros.train.video_gen --out out/samples --n 3` to look at a few clips.
 """

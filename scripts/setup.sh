@@ -3,6 +3,10 @@
 # PyTorch (CPU build pinned; GPU users bring their own), test tools and the reference
 # SAM 2 package (test oracle only), then builds the package's msg/srv with colcon.
 # Idempotent: a stamp file skips work already done for this script's content.
+#
+# SAM2_ROS_VENDOR (optional, set by .ci/run): a folder with `ros2-launch/` (ros2 launch,
+# ros2 param|lifecycle|service|topic|node for the venv) and `vision_msgs/` (built with our
+# msg/srv). Without it those tools and outputs are absent and their tests skip, saying why.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SAM2_ROS_VENV:-$ROOT/.venv}"
@@ -33,13 +37,22 @@ mkdir -p /opt/python/cp311-cp311/include \
 ln -sfn "$PYINC" /opt/python/cp311-cp311/include/python3.11
 ln -sfn "$NPINC" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
 
+VENDOR="${SAM2_ROS_VENDOR:-}"
+if [ -n "$VENDOR" ] && [ -f "$VENDOR/ros2-launch/install.sh" ]; then
+  bash "$VENDOR/ros2-launch/install.sh" "$VENV"
+fi
+bases=("$ROOT")
+if [ -n "$VENDOR" ] && [ -d "$VENDOR/vision_msgs" ]; then
+  bases+=("$VENDOR/vision_msgs")
+fi
+
 # Build msg/srv + install the Python package (fast when nothing changed). NumPy's
 # headers are named through the shim: the venv may lie inside the source tree, and
 # CMake refuses exported include paths under the source directory.
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV" CMAKE_PREFIX_PATH="$VIRTUAL_ENV"
 if [ -f package.xml ]; then
   mkdir -p "$ROOT/log"
-  colcon --log-base "$ROOT/log" build --base-paths "$ROOT" --build-base "$ROOT/build" \
+  colcon --log-base "$ROOT/log" build --base-paths "${bases[@]}" --build-base "$ROOT/build" \
     --install-base "$ROOT/install" \
     --cmake-args -DPython3_EXECUTABLE="$(which python)" -DBUILD_TESTING=OFF \
     -DPython3_NumPy_INCLUDE_DIR=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include \

@@ -98,7 +98,7 @@ class TrackingSession:
                  max_objects: int) -> None:
         self._tracker = tracker
         self._frames = frames
-        self._max_objects = max_objects
+        self.max_objects = max_objects
         # One snapshot per tracked frame: memory bounded by the buffer length (TrackerSnapshot).
         self._history: deque[TrackedFrame] = deque(maxlen=capacity)
 
@@ -164,10 +164,10 @@ class TrackingSession:
 
     def _check(self, prompt: Prompt, frame: BufferedFrame, replay: list[TrackedFrame]) -> None:
         """Checks that need the frame; everything else was checked on the request."""
-        if self._peak_objects(prompt, replay) > self._max_objects:
+        if self._peak_objects(prompt, replay) > self.max_objects:
             where = " on or after that frame" if replay else ""
             raise PromptError(f"cannot add object {prompt.object_id}: already tracking "
-                              f"{self._max_objects} objects (max_objects){where}")
+                              f"{self.max_objects} objects (max_objects){where}")
         width, height = frame.width, frame.height
         if prompt.points is not None and len(prompt.points):
             xs, ys = prompt.points[:, 0], prompt.points[:, 1]

@@ -35,6 +35,7 @@ from sam2_ros.msg import ObjectMaskArray
 from sam2_ros.ros import conversions, services, visualization
 from sam2_ros.ros.diagnostics import TrackingStats, diagnostic_status
 from sam2_ros.ros.frame_buffer import BufferedFrame, FrameBuffer
+from sam2_ros.ros.memory import release_free_memory
 from sam2_ros.ros.model_loading import ModelLoadError, build_tracker
 from sam2_ros.ros.parameters import (NodeConfig, ParameterError, check_update,
                                      declare_parameters, read_config)
@@ -193,6 +194,7 @@ class Sam2Node(LifecycleNode):
                      "_overlay_pub", "_markers_pub", "_diagnostics_pub"):
             self.__dict__.pop(name, None)
         self.config = None
+        release_free_memory()
 
     def stop_serving(self, *, timeout: float = 2.0) -> None:
         """Shutting down: refuse new calls, fail the queued ones, and give the executor up to

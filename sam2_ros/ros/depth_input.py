@@ -26,7 +26,8 @@ from sam2_ros.ros.frame_buffer import BufferedFrame, format_stamp, stamp_to_ns
 from sam2_ros.ros.parameters import NodeConfig
 from sam2_ros.ros.session import ObjectResultLike
 from sam2_ros.spatial.camera import CameraModelError, Intrinsics, check_same_view, depth_in_metres
-from sam2_ros.spatial.estimate import DepthSettings, Object3D, estimate_object, resample_mask
+from sam2_ros.spatial.estimate import DepthSettings, Object3D, estimate_object, invalid, \
+    resample_mask
 from sam2_ros.spatial.pairing import NearestStampBuffer
 from sam2_ros.spatial.throttle import ThrottledWarnings
 from sam2_ros.srv import AddPrompt
@@ -34,7 +35,7 @@ from sam2_ros.srv import AddPrompt
 
 # Kinds of bad input, each warned about (throttled) and counted in diagnostics.
 PROBLEMS = ("depth_frames_rejected", "depth_no_partner", "depth_no_camera_info",
-            "depth_bad_camera_model", "depth_objects_invalid")
+            "depth_bad_camera_model", "depth_objects_invalid", "depth_errors")
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,15 @@ class FrameDepth:
 
     @functools.cached_property
     def estimates(self) -> dict[int, Object3D]:
-        depth = depth_in_metres(self._depth.raw, self._depth.encoding)  # (h, w) metres
-        estimates = {object_id: estimate_object(resample_mask(mask, depth.shape), depth,
-                                                self._camera, self._settings,
-                                                cloud_stride=self._cloud_stride)
-                     for object_id, mask in self._masks.items()}
+        try:
+            depth = depth_in_metres(self._depth.raw, self._depth.encoding)  # (h, w) metres
+            estimates = {object_id: estimate_object(resample_mask(mask, depth.shape), depth,
+                                                    self._camera, self._settings,
+                                                    cloud_stride=self._cloud_stride)
+                         for object_id, mask in self._masks.items()}
+        except Exception as error:  # a 3D failure must never cost the frame's 2D results
+            self._warn("depth_errors", f"3D estimation failed: {error!r}")
+            return {object_id: invalid(f"failed: {error!r}") for object_id in self._masks}
         for object_id, estimate in estimates.items():
             if not estimate.valid:
                 stamp = stamp_to_ns(self.header.stamp.sec, self.header.stamp.nanosec)

@@ -27,6 +27,7 @@ from visualization_msgs.msg import MarkerArray
 
 from sam2_ros.msg import ObjectMaskArray
 from sam2_ros.ros import conversions, services, visualization
+from sam2_ros.ros.depth_input import DepthInput  # issue #14: 3D from depth
 from sam2_ros.ros.diagnostics import TrackingStats, diagnostic_status
 from sam2_ros.ros.frame_buffer import BufferedFrame, FrameBuffer
 from sam2_ros.ros.model_loading import ModelLoadError, build_tracker
@@ -47,7 +48,7 @@ class Sam2Node(LifecycleNode):
         super().__init__(node_name, **kwargs)
         declare_parameters(self)
         self.config: NodeConfig | None = None
-        self._subscriptions: list = []
+        self._camera_subs: list = []
         self._active = False
         self._rejected_frames = 0
         # Written by the worker after each frame, read by the diagnostics timer.
@@ -98,6 +99,7 @@ class Sam2Node(LifecycleNode):
         ]
         self._diagnostics_timer = self.create_timer(config.diagnostics_period,
                                                     self._publish_diagnostics)
+        self._depth_input = DepthInput.create(self, config)  # issue #14: None without depth_topic
         self._worker.start()
         self.get_logger().info(
             f"configured: {config.model_size} at {config.image_size} px on {config.device} "
@@ -105,11 +107,11 @@ class Sam2Node(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         config = self.config
-        self._subscriptions = [self.create_subscription(
+        self._camera_subs = [self.create_subscription(
             Image, config.image_topic, self._on_image, qos_profile_sensor_data,
             callback_group=self._camera_group)]
         if config.compressed_image_topic:
-            self._subscriptions.append(self.create_subscription(
+            self._camera_subs.append(self.create_subscription(
                 CompressedImage, config.compressed_image_topic, self._on_compressed_image,
                 qos_profile_sensor_data, callback_group=self._camera_group))
         self._active = True
@@ -130,9 +132,9 @@ class Sam2Node(LifecycleNode):
 
     def _unsubscribe(self) -> None:
         self._active = False
-        for subscription in self._subscriptions:
+        for subscription in self._camera_subs:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
+        self._camera_subs = []
 
     def _release(self) -> None:
         """Stop the worker and drop what configure made (the model with it)."""
@@ -142,6 +144,8 @@ class Sam2Node(LifecycleNode):
         for service in self._services:
             self.destroy_service(service)
         self.destroy_timer(self._diagnostics_timer)
+        if self._depth_input is not None:  # issue #14
+            self._depth_input.destroy()
         for publisher in (self._masks_pub, self._label_pub, self._overlay_pub,
                           self._markers_pub, self._diagnostics_pub):
             self.destroy_lifecycle_publisher(publisher)
@@ -194,8 +198,11 @@ class Sam2Node(LifecycleNode):
     def _publish(self, frame: BufferedFrame, results: dict) -> None:
         config, header = self.config, frame.header
         masks = {object_id: result.mask for object_id, result in results.items()}
+        # issue #14: the paired depth frame (3D computed on first use), or None
+        spatial = self._depth_input.for_frame(frame, results) if self._depth_input else None
         if self._wanted(config.publish_masks, self._masks_pub):
-            self._masks_pub.publish(services.object_mask_array(header, results))
+            array = services.object_mask_array(header, results)
+            self._masks_pub.publish(spatial.fill_masks(array) if spatial else array)  # issue #14
         if self._wanted(config.publish_label_image, self._label_pub):
             dtype = np.uint8 if config.label_image_encoding == "mono8" else np.uint16
             labels = visualization.label_image(masks, height=frame.height, width=frame.width,
@@ -208,8 +215,10 @@ class Sam2Node(LifecycleNode):
         if self._wanted(config.publish_markers, self._markers_pub):
             boxes = {object_id: box for object_id, mask in masks.items()
                      if (box := visualization.bounding_box(mask)) is not None}
-            self._markers_pub.publish(visualization.box_markers(
-                header, boxes, width=frame.width, height=frame.height))
+            markers = visualization.box_markers(header, boxes, width=frame.width,
+                                                height=frame.height)
+            markers.markers += spatial.markers() if spatial else []  # issue #14: 3D boxes
+            self._markers_pub.publish(markers)
 
     def _publish_diagnostics(self) -> None:
         status = diagnostic_status(
@@ -217,7 +226,8 @@ class Sam2Node(LifecycleNode):
             stats=self._stats.snapshot(now=time.monotonic()), dropped=self._worker.dropped,
             objects=self._objects, memory_bytes=self._memory_bytes,
             extra={"frames_rejected": str(self._rejected_frames),
-                   "frames_buffered": str(len(self._frames))})
+                   "frames_buffered": str(len(self._frames)),
+                   **(self._depth_input.diagnostics() if self._depth_input else {})})  # issue #14
         self._diagnostics_pub.publish(DiagnosticArray(
             header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
@@ -245,8 +255,11 @@ class Sam2Node(LifecycleNode):
             frame, result = self._run_job(lambda: self._session.add_prompt(prompt))
         except Exception as error:  # every failure becomes a response, never a crash
             return self._failed(response, "add_prompt", error)
-        return services.fill_prompt_response(response, header=frame.header, result=result,
-                                             object_id=prompt.object_id)
+        services.fill_prompt_response(response, header=frame.header, result=result,
+                                      object_id=prompt.object_id)
+        if self._depth_input is not None:  # issue #14: the object's 3D on that frame
+            self._depth_input.fill_prompt_response(response, frame, result, prompt.object_id)
+        return response
 
     def _on_remove_object(self, request: RemoveObject.Request,
                           response: RemoveObject.Response) -> RemoveObject.Response:

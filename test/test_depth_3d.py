@@ -7,7 +7,7 @@ import pytest
 from rgbd_scenes import CAMERA, K, WALL, approaching_disc_clip, box_scene, encode, mask_centroid, \
     project, tilted_plane
 from sam2_ros.spatial.camera import CameraModelError, Intrinsics, check_same_view, depth_in_metres
-from sam2_ros.spatial.estimate import DepthSettings, erode, estimate_object, resample_mask
+from sam2_ros.spatial.estimate import DepthSettings, dilate, erode, estimate_object, resample_mask
 from sam2_ros.spatial.pairing import NearestStampBuffer
 from sam2_ros.spatial.throttle import ThrottledWarnings
 
@@ -46,7 +46,7 @@ def test_tilted_plane(encoding) -> None:
 def flying_pixel_ring(mask: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The mask grown by 3 pixels whose new pixels carry the wall's depth (outer two) and a
     depth smeared halfway between object and wall (inner one), as depth edges look."""
-    grown1, grown3 = ~erode(~mask, 1), ~erode(~mask, 3)
+    grown1, grown3 = dilate(mask, 1), dilate(mask, 3)
     smeared = depth.copy()
     smeared[grown1 & ~mask] = (BOX_Z + WALL) / 2
     return grown3, smeared
@@ -122,6 +122,8 @@ def test_erode_and_resample() -> None:
     mask[2:7, 1:8] = True
     assert erode(mask, 1).sum() == 3 * 5 and erode(mask, 2).sum() == 1 * 3
     assert erode(np.ones((4, 4), bool), 1).sum() == 4  # outside the array is background
+    assert dilate(mask, 1).sum() == 7 * 9 and not dilate(mask, 1)[0].any()
+    assert dilate(np.ones((4, 4), bool), 2).all()
     big = np.kron(mask, np.ones((2, 2), bool))  # (18, 18)
     assert (resample_mask(big, (9, 9)) == mask).all()
     assert (resample_mask(mask, (18, 18)) == big).all()

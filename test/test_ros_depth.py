@@ -26,7 +26,7 @@ from rgbd_scenes import CAMERA, HEIGHT, K, WIDTH, approaching_disc_clip, encode,
 from sam2_ros.engine.checkpoint import trained_image_size  # noqa: E402
 from sam2_ros.ros.conversions import array_to_image, image_to_mask  # noqa: E402
 from sam2_ros.ros.depth_msgs import CLOUD_DTYPE  # noqa: E402
-from sam2_ros.spatial.estimate import erode  # noqa: E402
+from sam2_ros.spatial.estimate import dilate  # noqa: E402
 from sam2_ros.srv import AddPrompt  # noqa: E402
 from sam2_ros.train.metrics import region_similarity  # noqa: E402
 from sam2_ros.train.prompts import mask_to_box  # noqa: E402
@@ -193,7 +193,7 @@ def test_bad_depth_input_is_counted_and_2d_goes_on(context) -> None:
     client = Client(context, node_name="sam2_bad_depth", image_topic="/rgbd/color/image_raw")
     rgbd = DepthClient(client, "sam2_bad_depth")
     # No depth on the disc nor 15 px around it (where the tracked mask may spill over).
-    holes = np.where(~erode(~truth[5], 15), 0.0, clip.depth[5])
+    holes = np.where(dilate(truth[5], 15), 0.0, clip.depth[5])
     cases = [  # (depth, camera info, the diagnostics counter it raises)
         (None, None, "depth_no_partner"),
         (depth_image(clip.depth[1], stamp_of(1)), None, "depth_no_camera_info"),

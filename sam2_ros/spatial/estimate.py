@@ -18,6 +18,7 @@ from sam2_ros.spatial.camera import Intrinsics
 # The narrowest depth band kept around the median (metres): the sensor noise of a flat surface.
 MIN_BAND = 0.03
 MAD_TO_SIGMA = 1.4826  # a normal distribution's standard deviation per median absolute deviation
+MEDIAN_SAMPLES = 2000  # about this many depths (a regular grid) make the median and its spread
 
 
 @dataclass(frozen=True)
@@ -68,17 +69,17 @@ def resample_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask[rows[:, None], cols[None, :]]  # (h, w)
 
 
-def erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    """(H, W) bool mask eroded by a (2r+1)^2 square; outside the array counts as background."""
+def erode(mask: np.ndarray, radius: int, *, outside: bool = False) -> np.ndarray:
+    """(H, W) bool mask eroded by a (2r+1)^2 square; beyond the array counts as `outside`."""
     if radius == 0:
         return mask
     height, width = mask.shape
-    padded = np.zeros((height + 2 * radius, width), bool)
+    padded = np.full((height + 2 * radius, width), outside)
     padded[radius:radius + height] = mask
     rows = padded[0:height].copy()
     for offset in range(1, 2 * radius + 1):
         rows &= padded[offset:offset + height]
-    padded = np.zeros((height, width + 2 * radius), bool)
+    padded = np.full((height, width + 2 * radius), outside)
     padded[:, radius:radius + width] = rows
     out = padded[:, 0:width].copy()
     for offset in range(1, 2 * radius + 1):
@@ -86,11 +87,30 @@ def erode(mask: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """(H, W) bool mask grown by a (2r+1)^2 square (the image border does not grow it)."""
+    return ~erode(~mask, radius, outside=True)
+
+
+def _robust_centre(z: np.ndarray, sample: np.ndarray, settings: DepthSettings) -> tuple[float, float]:
+    """Median depth of `z[sample]` and the half-width of the band kept around it (metres).
+    Large samples are thinned to a regular grid of about MEDIAN_SAMPLES pixels first."""
+    step = max(1, int(np.sqrt(np.count_nonzero(sample) / MEDIAN_SAMPLES)))
+    depths = z[::step, ::step][sample[::step, ::step]]  # (n,)
+    median = float(np.median(depths))
+    spread = settings.outlier_mads * MAD_TO_SIGMA * float(np.median(np.abs(depths - median)))
+    return median, max(MIN_BAND, spread)
+
+
 def estimate_object(mask: np.ndarray, depth: np.ndarray, camera: Intrinsics,
                     settings: DepthSettings, *, cloud_stride: int = 0) -> Object3D:
     """3D of one object from its (H, W) bool mask on the depth grid and (H, W) float32 depth in
     metres. `cloud_stride` > 0 also returns the kept points on every stride-th row and column
-    of the depth image (a grid shared by all objects), for a point cloud."""
+    of the depth image (a grid shared by all objects), for a point cloud.
+
+    Sums and extremes go through per-row and per-column reductions (x depends only on the
+    column and z, y only on the row and z), so no per-pixel coordinates are built.
+    """
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return invalid("the mask is empty")
@@ -107,22 +127,36 @@ def estimate_object(mask: np.ndarray, depth: np.ndarray, camera: Intrinsics,
     keep = usable
     if settings.outlier_mads > 0:
         core = erode(inside, settings.erode_pixels) & usable
-        core_depths = z[core] if np.count_nonzero(core) >= settings.min_points else z[usable]
-        median = np.median(core_depths)
-        spread = settings.outlier_mads * MAD_TO_SIGMA * np.median(np.abs(core_depths - median))
-        keep = usable & (np.abs(z - median) <= max(MIN_BAND, float(spread)))
-    vs, us = np.nonzero(keep)  # (N,) each, crop pixel indices
-    depths = z[vs, us].astype(np.float64)  # (N,)
-    if depths.size < settings.min_points:
-        return invalid(f"{depths.size} depths agree with the object's median depth (fewer than "
-                       f"min_depth_points {settings.min_points})", depths.size)
-    us = us + left
-    vs = vs + top
-    points = np.stack([(us - camera.cx) * depths / camera.fx,
-                       (vs - camera.cy) * depths / camera.fy, depths], axis=1)  # (N, 3)
-    low, high = points.min(axis=0), points.max(axis=0)  # (3,) each
+        median, band = _robust_centre(
+            z, core if np.count_nonzero(core) >= settings.min_points else usable, settings)
+        with np.errstate(invalid="ignore"):
+            keep = usable & (np.abs(z - median) <= band)
+    count = int(np.count_nonzero(keep))
+    if count < settings.min_points:
+        return invalid(f"{count} depths agree with the object's median depth (fewer than "
+                       f"min_depth_points {settings.min_points})", count)
+    x_factor = (np.arange(left, right) - camera.cx) / camera.fx  # (w,) x / z per column
+    y_factor = (np.arange(top, bottom) - camera.cy) / camera.fy  # (h,) y / z per row
+    kept = np.where(keep, z, 0.0)  # (h, w), float64 sums below
+    column_sums, row_sums = kept.sum(axis=0, dtype=np.float64), kept.sum(axis=1, dtype=np.float64)
+    centroid = np.array([x_factor @ column_sums, y_factor @ row_sums, column_sums.sum()]) / count
+    near = np.where(keep, z, np.inf)  # (h, w)
+    far = np.where(keep, z, -np.inf)
+    low, high = np.empty(3), np.empty(3)
+    for axis, factor, reduce_over in ((0, x_factor, 0), (1, y_factor, 1)):
+        zmin, zmax = near.min(axis=reduce_over), far.max(axis=reduce_over)  # per column / row
+        used = np.isfinite(zmin)
+        ends = np.stack([factor[used] * zmin[used], factor[used] * zmax[used]])  # (2, n)
+        low[axis], high[axis] = ends.min(), ends.max()
+    low[2], high[2] = near.min(), far.max()
     on_grid = np.zeros((0, 3), np.float32)
     if cloud_stride > 0:
-        on_grid = points[(us % cloud_stride == 0) & (vs % cloud_stride == 0)].astype(np.float32)
-    return Object3D(valid=True, centroid=points.mean(axis=0), box_center=(low + high) / 2,
-                    box_size=high - low, num_points=int(depths.size), points=on_grid)
+        first_row, first_col = -top % cloud_stride, -left % cloud_stride  # absolute multiples
+        grid = keep[first_row::cloud_stride, first_col::cloud_stride]
+        vs, us = np.nonzero(grid)
+        vs, us = vs * cloud_stride + first_row, us * cloud_stride + first_col  # crop pixels
+        depths = z[vs, us]
+        on_grid = np.stack([x_factor[us] * depths, y_factor[vs] * depths, depths],
+                           axis=1).astype(np.float32)  # (N, 3)
+    return Object3D(valid=True, centroid=centroid, box_center=(low + high) / 2,
+                    box_size=high - low, num_points=count, points=on_grid)

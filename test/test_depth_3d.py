@@ -4,22 +4,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rgbd_scenes import CAMERA, K, WALL, approaching_disc_clip, box_scene, encode, mask_centroid, \
-    project, tilted_plane
-from sam2_ros.spatial.camera import CameraModelError, Intrinsics, check_same_view, depth_in_metres
+from rgbd_scenes import BOX_SCENE_DEFAULTS, CAMERA, K, WALL, approaching_disc_clip, box_scene, mask_centroid, project, \
+    tilted_plane
+from sam2_ros.spatial.camera import CameraModelError, Intrinsics, check_same_view, \
+    depth_from_metres, depth_in_metres
 from sam2_ros.spatial.estimate import DepthSettings, dilate, erode, estimate_object, resample_mask
 from sam2_ros.spatial.pairing import NearestStampBuffer
 from sam2_ros.spatial.throttle import ThrottledWarnings
 
 SETTINGS = DepthSettings()
-BOX_LOW, BOX_HIGH, BOX_Z = (-0.10, -0.05), (0.15, 0.12), 0.8
+BOX_LOW, BOX_HIGH, BOX_Z = BOX_SCENE_DEFAULTS["low"], BOX_SCENE_DEFAULTS["high"], BOX_SCENE_DEFAULTS["z"]
 BOX_CENTROID = np.array([(BOX_LOW[0] + BOX_HIGH[0]) / 2, (BOX_LOW[1] + BOX_HIGH[1]) / 2, BOX_Z])
 BOX_SIZE = np.array([BOX_HIGH[0] - BOX_LOW[0], BOX_HIGH[1] - BOX_LOW[1], 0.0])
 CENTROID_TOL, SIZE_TOL = 0.005, 0.01  # metres (the bars)
 
 
 def measured(mask, depth_m, encoding, camera=CAMERA, settings=SETTINGS, **kwargs):
-    depth = depth_in_metres(encode(depth_m, encoding), encoding)
+    depth = depth_in_metres(depth_from_metres(depth_m, encoding), encoding)
     return estimate_object(resample_mask(mask, depth.shape), depth, camera, settings, **kwargs)
 
 

@@ -22,7 +22,9 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from rgbd_scenes import CAMERA, HEIGHT, K, WIDTH, approaching_disc_clip, encode, mask_centroid  # noqa: E402
+from rgbd_scenes import HEIGHT, K, WIDTH, approaching_disc_clip, mask_centroid  # noqa: E402
+from sam2_ros.depth_view import COLOUR_FRAME, DEPTH_FRAME, camera_info_message, depth_message, \
+    stamped  # noqa: E402
 from sam2_ros.engine.checkpoint import trained_image_size  # noqa: E402
 from sam2_ros.ros.conversions import array_to_image, image_to_mask  # noqa: E402
 from sam2_ros.ros.depth_msgs import CLOUD_DTYPE  # noqa: E402
@@ -34,26 +36,16 @@ from test_ros_node import Client, context, spinning, wait_for  # noqa: E402,F401
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "sam2_nano.pt"
 needs_checkpoint = pytest.mark.skipif(not CHECKPOINT.is_file(), reason=f"{CHECKPOINT} is absent")
-COLOUR_FRAME, DEPTH_FRAME = "camera_color_optical_frame", "camera_depth_optical_frame"
 DEPTH_DELAY_NS = 5_000_000  # depth stamped 5 ms after colour: within depth_sync_tolerance
 RESEND_S = 3.0
 
 
-def header(frame_id: str, stamp_ns: int) -> Header:
-    result = Header(frame_id=frame_id)
-    result.stamp.sec, result.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    return result
-
-
 def depth_image(depth_m: np.ndarray, stamp_ns: int, encoding: str = "16UC1") -> Image:
-    raw = encode(depth_m, encoding)  # (H, W)
-    return Image(header=header(DEPTH_FRAME, stamp_ns), height=raw.shape[0], width=raw.shape[1],
-                 encoding=encoding, is_bigendian=0, step=raw.shape[1] * raw.itemsize,
-                 data=raw.tobytes())
+    return depth_message(depth_m, stamped(DEPTH_FRAME, stamp_ns), encoding)
 
 
 def camera_info(stamp_ns: int, k=K, size=(WIDTH, HEIGHT)) -> CameraInfo:
-    return CameraInfo(header=header(DEPTH_FRAME, stamp_ns), width=size[0], height=size[1], k=k)
+    return camera_info_message(stamped(DEPTH_FRAME, stamp_ns), k, width=size[0], height=size[1])
 
 
 class DepthClient:
@@ -85,7 +77,7 @@ class DepthClient:
 
     def show(self, rgb: np.ndarray, stamp_ns: int, depth: Image | None, info: CameraInfo | None):
         """Publish depth and camera info, then the colour frame; return the node's masks of it."""
-        frame = array_to_image(rgb, encoding="rgb8", header=header(COLOUR_FRAME, stamp_ns))
+        frame = array_to_image(rgb, encoding="rgb8", header=stamped(COLOUR_FRAME, stamp_ns))
         deadline, resend = time.monotonic() + 60, 0.0
         while time.monotonic() < deadline:
             if time.monotonic() >= resend:  # again only when unanswered (lost before discovery)
@@ -215,7 +207,7 @@ def test_bad_depth_input_is_counted_and_2d_goes_on(context) -> None:
         mask = array_to_image(truth[0].astype(np.uint8) * 255, encoding="mono8", header=Header())
         reply = client.call(client.add_prompt, AddPrompt.Request(object_id=1, mask=mask))
         assert reply.success and not reply.position_3d.valid  # no depth yet: 2D only
-        rejected = Image(header=header(DEPTH_FRAME, stamp_of(1)), height=2, width=2,
+        rejected = Image(header=stamped(DEPTH_FRAME, stamp_of(1)), height=2, width=2,
                          encoding="8UC1", step=2, data=bytes(4))
         rgbd.depth.publish(rejected)
         for t, (depth, info, counter) in enumerate(cases[1:], 1):

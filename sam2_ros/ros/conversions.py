@@ -86,9 +86,11 @@ def image_to_mask(msg: Image) -> np.ndarray:
 def array_to_image(array: np.ndarray, *, encoding: str, header: Header) -> Image:
     """An (H, W) or (H, W, C) array as an Image with a tight step.
 
-    Supports rgb8 (H, W, 3 uint8), mono8 (H, W uint8) and mono16 (H, W uint16, little endian).
+    Supports rgb8 (H, W, 3 uint8), mono8 (H, W uint8), mono16 and 16UC1 (H, W uint16) and
+    32FC1 (H, W float32), little endian.
     """
-    expected = {"rgb8": (3, np.uint8), "mono8": (2, np.uint8), "mono16": (2, np.uint16)}
+    expected = {"rgb8": (3, np.uint8), "mono8": (2, np.uint8), "mono16": (2, np.uint16),
+                "16UC1": (2, np.uint16), "32FC1": (2, np.float32)}
     if encoding not in expected:
         raise ImageConversionError(
             f"cannot publish encoding {encoding!r}; expected one of {list(expected)}")

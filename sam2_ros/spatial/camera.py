@@ -59,6 +59,19 @@ def depth_in_metres(raw: np.ndarray, encoding: str) -> np.ndarray:
     return raw.astype(np.float32) * np.float32(DEPTH_SCALES[encoding])  # (H, W)
 
 
+def depth_from_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
+    """(H, W) metres stored as a driver would: 16UC1 uint16 millimetres (0 where the depth is
+    invalid or beyond 65.535 m) or 32FC1 float32 metres."""
+    if encoding not in DEPTH_SCALES:
+        raise CameraModelError(f"unsupported depth encoding {encoding!r}; expected one of "
+                               f"{sorted(DEPTH_SCALES)}")
+    if DEPTH_SCALES[encoding] == 1.0:
+        return depth.astype(np.float32)
+    millimetres = np.nan_to_num(depth / DEPTH_SCALES[encoding], nan=0.0, posinf=0.0, neginf=0.0)
+    return np.where((millimetres > 0) & (millimetres <= 65535), np.round(millimetres), 0
+                    ).astype(np.uint16)  # (H, W)
+
+
 def check_same_view(colour: tuple[int, int], depth: tuple[int, int], *,
                     tolerance: float = 0.02) -> None:
     """CameraModelError unless (H, W) colour and depth images can share a field of view

@@ -8,6 +8,9 @@ the edges. Each iteration times, interleaved in one process:
   ours+cloud      the same, also picking the ~/points grid points (points_stride 4)
   reference       a plain implementation: back-project every pixel of the frame, then per
                   object the mean of its masked valid points (no outlier rejection)
+
+Each is reported as wall-clock and CPU time of the timing thread: on a shared machine the
+wall-clock tail includes time the process was preempted by others.
 """
 from __future__ import annotations
 
@@ -87,10 +90,12 @@ def reference(raw: np.ndarray, masks: list[np.ndarray], camera: Intrinsics) -> l
     return [cloud[mask & (z > 0)].mean(axis=0) for mask in masks]
 
 
-def timed(function, *args) -> float:
-    start = time.perf_counter()
-    function(*args)
-    return (time.perf_counter() - start) * 1e3
+def timed(function) -> tuple[float, float]:
+    """Wall-clock and this thread's CPU milliseconds of one call (on a shared machine the
+    difference is time spent preempted)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    function()
+    return (time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,13 +109,15 @@ def run(args: argparse.Namespace) -> int:
     runners = {"ours": lambda: ours(raw, masks, camera, settings, 0),
                "ours+cloud": lambda: ours(raw, masks, camera, settings, args.points_stride),
                "reference": lambda: reference(raw, masks, camera)}
-    times: dict[str, list[float]] = {name: [] for name in runners}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
     for iteration in range(args.warmup + args.iterations):
         for name, runner in runners.items():  # interleaved: load changes hit all alike
             elapsed = timed(runner)
             if iteration >= args.warmup:
                 times[name].append(elapsed)
-    stats = {name: LatencyStats.of(values) for name, values in times.items()}
+    stats = {name: LatencyStats.of([wall for wall, _ in values]) for name, values in times.items()}
+    cpu_stats = {name: LatencyStats.of([cpu for _, cpu in values])
+                 for name, values in times.items()}
     estimates = ours(raw, masks, camera, settings, args.points_stride)
     document: dict[str, Any] = {
         "command": "depth",
@@ -125,13 +132,16 @@ def run(args: argparse.Namespace) -> int:
                      "cloud_points": sum(len(e.points) for e in estimates)},
         "ratio_definition": RATIO_DEFINITION,
         "notes": [__doc__.split("\n\n", 1)[1].strip()],
-        "runners": {name: s.to_json() for name, s in stats.items()},
+        "runners": {name: {"wall_ms": stats[name].to_json(), "cpu_ms": cpu_stats[name].to_json()}
+                    for name in stats},
         "ratios": {name: stats["reference"].median / stats[name].median
                    for name in ("ours", "ours+cloud")},
     }
     for name, s in stats.items():
-        print(f"{name:>11}: median {s.median:.2f} ms, p99 {s.p99:.2f} ms over {s.n} frames "
-              f"({args.objects} objects, {args.width}x{args.height})")
+        cpu = cpu_stats[name]
+        print(f"{name:>11}: median {s.median:.2f} ms, p99 {s.p99:.2f} ms (CPU time: median "
+              f"{cpu.median:.2f}, p99 {cpu.p99:.2f}) over {s.n} frames ({args.objects} objects, "
+              f"{args.width}x{args.height})")
     print(f"ratios ({RATIO_DEFINITION}): "
           + ", ".join(f"{k} {v:.2f}x" for k, v in document["ratios"].items()))
     if args.json is not None:

@@ -1,6 +1,8 @@
 """Per-object 3D from depth against analytic ground truth, and colour-depth pairing (no ROS)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -202,3 +204,21 @@ def test_warnings_are_throttled_per_kind_and_counted() -> None:
         warnings.warn("b", f"b{step}")
     assert said == ["a0", "b0", "a5", "b5"]
     assert warnings.snapshot() == {"a": 10, "b": 10, "c": 0}
+
+
+def test_bench_depth_command(tmp_path, capsys) -> None:
+    from sam2_ros.bench.cli import main
+
+    out = tmp_path / "depth.json"
+    assert main(["depth", "--iterations", "3", "--warmup", "1", "--json", str(out)]) == 0
+    document = json.loads(out.read_text())
+    assert document["command"] == "depth" and document["settings"]["valid_objects"] == 4
+    assert set(document["runners"]) == {"ours", "ours+cloud", "reference"}
+    for runner in document["runners"].values():
+        assert runner["wall_ms"]["n"] == 3 and runner["wall_ms"]["median"] > 0
+        assert runner["cpu_ms"]["n"] == 3
+    wall = {name: r["wall_ms"]["median"] for name, r in document["runners"].items()}
+    assert document["ratios"]["ours"] == pytest.approx(wall["reference"] / wall["ours"])
+    assert "median" in capsys.readouterr().out
+    assert main(["depth", "--objects", "0"]) == 2
+    assert "--objects >= 1" in capsys.readouterr().err

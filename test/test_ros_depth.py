@@ -6,6 +6,7 @@ clip (a disc coming towards the camera), prompts the disc with a box, and reads 
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -253,3 +254,37 @@ def test_without_depth_topic_there_is_no_3d_output(context) -> None:
         assert masks.masks == []
         values = wait_for(lambda: client.diagnostics, 10, "diagnostics")[-1].status[0].values
         assert not [kv.key for kv in values if kv.key.startswith("depth_")]
+
+
+@pytest.mark.parametrize("vision_msgs_importable", [True, False])
+def test_detections_3d_need_vision_msgs_and_say_so_once(context, monkeypatch,
+                                                        vision_msgs_importable) -> None:
+    """Without vision_msgs (no PyPI wheel) DepthInput makes every other output and says once,
+    at configure, that ~/detections_3d is off."""
+    from rclpy.lifecycle import LifecycleNode
+
+    from sam2_ros.ros.depth_input import DepthInput
+    from sam2_ros.ros.parameters import NodeConfig
+
+    if vision_msgs_importable:
+        pytest.importorskip("vision_msgs.msg", reason="vision_msgs has no PyPI wheel; setup.sh "
+                            "builds it only with SAM2_ROS_VENDOR")
+    else:
+        monkeypatch.setitem(sys.modules, "vision_msgs.msg", None)  # import raises ImportError
+    node = LifecycleNode("depth_input_probe", context=context)
+    said = []
+    monkeypatch.setattr(node, "get_logger", lambda: type("Logger", (), {
+        "info": staticmethod(said.append), "warning": staticmethod(said.append)})())
+    try:
+        depth = DepthInput.create(node, NodeConfig(depth_topic="/probe/depth/image_raw"))
+        published = {name for name, _ in node.get_publisher_names_and_types_by_node(
+            "depth_input_probe", "/")}
+        assert "/depth_input_probe/points" in published
+        assert ("/depth_input_probe/detections_3d" in published) == vision_msgs_importable
+        off = [line for line in said if "~/detections_3d is off" in line]
+        assert len(off) == (0 if vision_msgs_importable else 1), said
+        assert depth.diagnostics()["depth_frames_paired"] == "0"
+        depth.destroy()
+        assert DepthInput.create(node, NodeConfig()) is None  # no depth_topic: 3D off
+    finally:
+        node.destroy_node()

@@ -171,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             wait(lambda: of_stamp("masks", stamp), f"masks of frame {t}")
             if t == 0:
                 for object_id in (1, 2):
-                    future = prompt.call_async(AddPrompt.Request(
-                        object_id=object_id, box=mask_to_box(clip.masks[0, object_id - 1]).tolist()))
+                    box = mask_to_box(clip.masks[0, object_id - 1]).tolist()
+                    future = prompt.call_async(AddPrompt.Request(object_id=object_id, box=box))
                     reply = wait(lambda: future.done() and future.result(), "add_prompt reply")
-                    print(f"object {object_id}: {reply.message}; 3D valid {reply.position_3d.valid}")
+                    print(f"{reply.message}; 3D valid: {reply.position_3d.valid}")
         overlay = image_to_rgb(wait(lambda: of_stamp("overlay", stamp), "overlay")[-1])
         cloud = np.frombuffer(bytes(wait(lambda: of_stamp("points", stamp), "points")[-1].data),
                               dtype=CLOUD_DTYPE)

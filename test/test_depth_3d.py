@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from rgbd_scenes import BOX_SCENE_DEFAULTS, CAMERA, K, WALL, approaching_disc_clip, box_scene, mask_centroid, project, \
-    tilted_plane
+from rgbd_scenes import BOX_SCENE_DEFAULTS, CAMERA, K, WALL, approaching_disc_clip, box_scene, \
+    mask_centroid, project, tilted_plane
 from sam2_ros.spatial.camera import CameraModelError, Intrinsics, check_same_view, \
     depth_from_metres, depth_in_metres
-from sam2_ros.spatial.estimate import DepthSettings, dilate, erode, estimate_object, resample_mask
+from sam2_ros.spatial.estimate import EMPTY_MASK, DepthSettings, dilate, erode, estimate_object, \
+    resample_mask
 from sam2_ros.spatial.pairing import NearestStampBuffer
 from sam2_ros.spatial.throttle import ThrottledWarnings
 
@@ -87,6 +88,12 @@ def test_all_invalid_depth_inside_the_mask_gives_invalid_zeros(bad) -> None:
     assert not result.valid and result.num_points == 0 and "valid depths" in result.problem
     for values in (result.centroid, result.box_center, result.box_size):
         assert np.isfinite(values).all() and not values.any()
+
+
+def test_an_empty_mask_has_no_3d() -> None:
+    _, depth = box_scene(BOX_LOW, BOX_HIGH, BOX_Z)
+    result = measured(np.zeros(depth.shape, bool), depth, "32FC1")
+    assert not result.valid and result.problem == EMPTY_MASK and not result.centroid.any()
 
 
 def test_invalid_pixels_are_left_out() -> None:

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objects", type=int, default=4, help="objects per frame")
     parser.add_argument("--iterations", type=int, default=300, help="timed frames")
     parser.add_argument("--warmup", type=int, default=20, help="untimed frames first")
-    parser.add_argument("--points-stride", type=int, default=4, help="the cloud grid, as the node's")
+    parser.add_argument("--points-stride", type=int, default=4, help="the cloud grid (node: points_stride)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
 

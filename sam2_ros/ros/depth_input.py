@@ -26,8 +26,8 @@ from sam2_ros.ros.frame_buffer import BufferedFrame, format_stamp, stamp_to_ns
 from sam2_ros.ros.parameters import NodeConfig
 from sam2_ros.ros.session import ObjectResultLike
 from sam2_ros.spatial.camera import CameraModelError, Intrinsics, check_same_view, depth_in_metres
-from sam2_ros.spatial.estimate import DepthSettings, Object3D, estimate_object, invalid, \
-    resample_mask
+from sam2_ros.spatial.estimate import EMPTY_MASK, DepthSettings, Object3D, estimate_object, \
+    invalid, resample_mask
 from sam2_ros.spatial.pairing import NearestStampBuffer
 from sam2_ros.spatial.throttle import ThrottledWarnings
 from sam2_ros.srv import AddPrompt
@@ -88,7 +88,7 @@ class FrameDepth:
             self._warn("depth_errors", f"3D estimation failed: {error!r}")
             return {object_id: invalid(f"failed: {error!r}") for object_id in self._masks}
         for object_id, estimate in estimates.items():
-            if not estimate.valid:
+            if not estimate.valid and estimate.problem != EMPTY_MASK:  # empty: out of view
                 stamp = stamp_to_ns(self.header.stamp.sec, self.header.stamp.nanosec)
                 self._warn("depth_objects_invalid", f"no 3D for object {object_id} on the depth "
                            f"frame stamped {format_stamp(stamp)}: {estimate.problem}")

@@ -89,7 +89,8 @@ def box_markers_3d(header: Header, estimates: Mapping[int, Object3D]) -> list[Ma
                        type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, color=colour,
                        text=f"{object_id}: {float(np.linalg.norm(estimate.centroid)):.2f} m",
                        lifetime=Duration(sec=1))
-        label.pose.position = _point(estimate.box_center - [0.0, estimate.box_size[1] / 2 + 0.03, 0.0])
+        above = [0.0, estimate.box_size[1] / 2 + 0.03, 0.0]  # 3 cm over the box (y is down)
+        label.pose.position = _point(estimate.box_center - above)
         label.pose.orientation.w = 1.0
         label.scale.z = 0.04  # text height, metres
         markers += [box, label]

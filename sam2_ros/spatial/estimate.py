@@ -18,6 +18,7 @@ from sam2_ros.spatial.camera import Intrinsics
 # The narrowest depth band kept around the median (metres): the sensor noise of a flat surface.
 MIN_BAND = 0.03
 MAD_TO_SIGMA = 1.4826  # a normal distribution's standard deviation per median absolute deviation
+EMPTY_MASK = "the mask is empty"  # an object out of view: no 3D, and nothing wrong
 MEDIAN_SAMPLES = 2000  # about this many depths (a regular grid) make the median and its spread
 
 
@@ -92,7 +93,8 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return ~erode(~mask, radius, outside=True)
 
 
-def _robust_centre(z: np.ndarray, sample: np.ndarray, settings: DepthSettings) -> tuple[float, float]:
+def _robust_centre(z: np.ndarray, sample: np.ndarray, settings: DepthSettings
+                   ) -> tuple[float, float]:
     """Median depth of `z[sample]` and the half-width of the band kept around it (metres).
     Large samples are thinned to a regular grid of about MEDIAN_SAMPLES pixels first."""
     step = max(1, int(np.sqrt(np.count_nonzero(sample) / MEDIAN_SAMPLES)))
@@ -113,7 +115,7 @@ def estimate_object(mask: np.ndarray, depth: np.ndarray, camera: Intrinsics,
     """
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
-        return invalid("the mask is empty")
+        return invalid(EMPTY_MASK)
     cols = np.flatnonzero(mask.any(axis=0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     inside = mask[top:bottom, left:right]  # (h, w) crop

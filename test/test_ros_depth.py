@@ -39,6 +39,7 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "sam2_nano.pt"
 needs_checkpoint = pytest.mark.skipif(not CHECKPOINT.is_file(), reason=f"{CHECKPOINT} is absent")
 DEPTH_DELAY_NS = 5_000_000  # depth stamped 5 ms after colour: within depth_sync_tolerance
 RESEND_S = 3.0
+HALF_K = [k / 2 for k in K[:6]] + K[6:]  # fx, cx, fy, cy halved (pixel-centre offsets aside)
 
 
 def depth_image(depth_m: np.ndarray, stamp_ns: int, encoding: str = "16UC1") -> Image:
@@ -180,7 +181,7 @@ def depth_values(diagnostics: list[DiagnosticArray]) -> dict[str, str]:
 def test_bad_depth_input_is_counted_and_2d_goes_on(context) -> None:
     """Each kind of bad depth input leaves the frame's 2D results as they were, its 3D invalid
     (zeros, not NaN), and is counted in the diagnostics."""
-    clip, _ = approaching_disc_clip(num_frames=7)
+    clip, _ = approaching_disc_clip(num_frames=8)
     truth = clip.masks[:, 0]
     node = make_node(context, "sam2_bad_depth", depth_topic="/rgbd/depth/image_raw")
     client = Client(context, node_name="sam2_bad_depth", image_topic="/rgbd/color/image_raw")
@@ -198,6 +199,9 @@ def test_bad_depth_input_is_counted_and_2d_goes_on(context) -> None:
          "depth_no_partner"),  # 200 ms off
         (depth_image(holes, stamp_of(5)), camera_info(stamp_of(5)), "depth_objects_invalid"),
         (depth_image(clip.depth[6], stamp_of(6), "32FC1"), camera_info(stamp_of(6)), None),
+        # Depth at half the colour resolution (same view) with its own intrinsics: 3D as well.
+        (depth_image(clip.depth[7][::2, ::2], stamp_of(7)),
+         camera_info(stamp_of(7), k=HALF_K, size=(WIDTH // 2, HEIGHT // 2)), None),
     ]
     with spinning(context, node, client.node):
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -221,7 +225,8 @@ def test_bad_depth_input_is_counted_and_2d_goes_on(context) -> None:
                       position.box_size.x, position.box_size.y, position.box_size.z]
             assert np.isfinite(values).all()
             if counter is None:
-                assert position.valid, "32FC1 depth gives 3D"
+                assert position.valid, f"frame {t} has 3D"
+                assert abs(position.centroid.z - clip.depth[t][truth[t]].mean()) < 0.01, t
                 continue
             assert not position.valid and not any(values), t
             wait_for(lambda: int(depth_values(client.diagnostics).get(counter, 0))

@@ -126,3 +126,13 @@ def test_detections_3d() -> None:
     assert detection.id == "3" and detection.results[0].hypothesis.score == pytest.approx(0.9)
     assert detection.bbox.size.x == pytest.approx(found[3].box_size[0])
     assert detection.results[0].pose.pose.position.z == pytest.approx(found[3].centroid[2])
+
+
+def test_depth_parameters_are_validated_together() -> None:
+    from sam2_ros.ros.parameters import ParameterError, validate
+
+    with pytest.raises(ParameterError, match="min_depth=2.0 must be below max_depth=1.0"):
+        validate(NodeConfig(min_depth=2.0, max_depth=1.0))
+    with pytest.raises(ParameterError, match="points_stride=0: expected 1..64"):
+        validate(NodeConfig(points_stride=0))
+    assert validate(NodeConfig(depth_topic="/d", min_depth=0.2, max_depth=4.0)).max_depth == 4.0

@@ -49,6 +49,7 @@ class Sam2Node(LifecycleNode):
         declare_parameters(self)
         self.config: NodeConfig | None = None
         self._camera_subs: list = []
+        self._depth_input: DepthInput | None = None  # issue #14: made at configure
         self._active = False
         self._rejected_frames = 0
         # Written by the worker after each frame, read by the diagnostics timer.

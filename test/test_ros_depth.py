@@ -247,12 +247,10 @@ def test_without_depth_topic_there_is_no_3d_output(context) -> None:
     with spinning(context, node, client.node):
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        published = {name for name, _ in node.get_publisher_names_and_types_by_node(
-            "sam2_no_depth", "/")}
+        published = {publisher.topic_name for publisher in node.publishers}  # local, no discovery
         assert "/sam2_no_depth/masks" in published
         assert not published & {"/sam2_no_depth/points", "/sam2_no_depth/detections_3d"}
-        subscribed = {name for name, _ in node.get_subscriber_names_and_types_by_node(
-            "sam2_no_depth", "/")}
+        subscribed = {subscription.topic_name for subscription in node.subscriptions}
         assert subscribed == {"/rgbd/color/image_raw"}
         masks = rgbd.show(clip.frames[0], stamp_of(0), depth_image(clip.depth[0], stamp_of(0)),
                           camera_info(stamp_of(0)))
@@ -282,8 +280,7 @@ def test_detections_3d_need_vision_msgs_and_say_so_once(context, monkeypatch,
         "info": staticmethod(said.append), "warning": staticmethod(said.append)})())
     try:
         depth = DepthInput.create(node, NodeConfig(depth_topic="/probe/depth/image_raw"))
-        published = {name for name, _ in node.get_publisher_names_and_types_by_node(
-            "depth_input_probe", "/")}
+        published = {publisher.topic_name for publisher in node.publishers}  # local, no discovery
         assert "/depth_input_probe/points" in published
         assert ("/depth_input_probe/detections_3d" in published) == vision_msgs_importable
         off = [line for line in said if "~/detections_3d is off" in line]

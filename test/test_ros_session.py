@@ -49,10 +49,10 @@ def small_model():
     return model
 
 
-def make_session(tracker, *, capacity: int = 8, max_objects: int = 4):
-    frames = FrameBuffer(capacity=capacity)
-    return frames, TrackingSession(tracker, frames=frames, capacity=capacity,
-                                   max_objects=max_objects)
+def make_session(tracker, *, capacity: int = 8, max_objects: int = 4, on_tracked=None):
+    frames = FrameBuffer(capacity=capacity, max_bytes=2**30)
+    extra = {} if on_tracked is None else {"on_tracked": on_tracked}
+    return frames, TrackingSession(tracker, frames=frames, max_objects=max_objects, **extra)
 
 
 def receive(frames: FrameBuffer, rgb: np.ndarray, sec: int):
@@ -270,9 +270,10 @@ def test_replay_order_and_recovery_when_the_prompt_fails() -> None:
     tracker.fail_for = 7
     with pytest.raises(ValueError, match="engine refused"):
         session.add_prompt(prompt(7, stamp_sec=4, points=[[1, 1]], labels=[1]))
-    # The new prompt follows the frame's own edits; failed, it is not replayed later.
+    # The new prompt follows the frame's own edits; failed, the tracker goes straight back
+    # to its state from before the call (5 = the last tracked frame), and it is not replayed.
     assert tracker.calls == [("restore", 3), ("track", 4), ("prompt", 2), ("prompt", 7),
-                             ("track", 5), ("remove", 5)]
+                             ("restore", 5)]
     assert session.last_frame is received[4] and tracker.object_ids == [1, 2]
     tracker.calls.clear()
     session.add_prompt(prompt(1, stamp_sec=4, points=[[1, 1]], labels=[1]))

@@ -27,10 +27,11 @@ from visualization_msgs.msg import MarkerArray
 
 from sam2_ros.msg import ObjectMaskArray
 from sam2_ros.ros import conversions, services, visualization
-from sam2_ros.ros.diagnostics import TrackingStats, diagnostic_status
+from sam2_ros.ros.diagnostics import SessionFigures, TrackingStats, diagnostic_status
 from sam2_ros.ros.frame_buffer import BufferedFrame, FrameBuffer
 from sam2_ros.ros.model_loading import ModelLoadError, build_tracker
 from sam2_ros.ros.parameters import NodeConfig, ParameterError, declare_parameters, read_config
+from sam2_ros.ros.service_jobs import run_on_worker
 from sam2_ros.ros.session import TrackingSession
 from sam2_ros.ros.worker import Worker
 from sam2_ros.srv import AddPrompt, RemoveObject
@@ -50,9 +51,6 @@ class Sam2Node(LifecycleNode):
         self._subscriptions: list = []
         self._active = False
         self._rejected_frames = 0
-        # Written by the worker after each frame, read by the diagnostics timer.
-        self._objects = 0
-        self._memory_bytes = 0
 
     # Lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -72,13 +70,16 @@ class Sam2Node(LifecycleNode):
         tracker = build_tracker(config, info=self.get_logger().info,
                                 warn=self.get_logger().warning)
         self.config = config
-        self._frames = FrameBuffer(capacity=config.frame_buffer_length)
+        self._frames = FrameBuffer(capacity=config.frame_buffer_length,
+                                   max_bytes=config.frame_buffer_bytes)
         self._session = TrackingSession(tracker, frames=self._frames,
-                                        capacity=config.frame_buffer_length,
-                                        max_objects=config.max_objects)
+                                        max_objects=config.max_objects,
+                                        on_tracked=self._on_tracked)
         self._max_object_id = 255 if config.label_image_encoding == "mono8" else 65535
         self._stats = TrackingStats()
-        self._worker: Worker[BufferedFrame] = Worker(handle_item=self._track_frame,
+        # Computed on the worker when the diagnostics timer asks (once per period).
+        self._figures, self._figures_job = SessionFigures(), None
+        self._worker: Worker[BufferedFrame] = Worker(handle_item=self._session.track,
                                                      on_error=self._log_frame_error)
         self._service_group = ReentrantCallbackGroup()
         self._camera_group = MutuallyExclusiveCallbackGroup()
@@ -163,6 +164,8 @@ class Sam2Node(LifecycleNode):
     def _accept(self, header: Header, convert: Callable[[], np.ndarray]) -> None:
         """Convert, buffer, and hand the frame to the worker; never blocks on tracking."""
         received = time.monotonic()
+        if not self._frames.accepts(header):
+            return  # stamp not newer: the other input's copy, or out of order (counted)
         try:
             rgb = convert()
         except conversions.ImageConversionError as error:
@@ -170,21 +173,20 @@ class Sam2Node(LifecycleNode):
             self.get_logger().warning(f"camera frame rejected: {error}",
                                       throttle_duration_sec=5.0)
             return
-        self._worker.offer(self._frames.append(header, rgb, received))
+        frame = self._frames.append(header, rgb, received)
+        if frame is not None:
+            self._worker.offer(frame)
 
-    def _track_frame(self, frame: BufferedFrame) -> None:
-        results = self._session.track(frame)
-        if results is None:
-            return  # a stamped prompt tracked it already
+    def _on_tracked(self, frame: BufferedFrame, results: dict) -> None:
+        """Each newly tracked frame (by the worker, or by a prompt on the newest frame)."""
         self._publish(frame, results)
         finished = time.monotonic()
         self._stats.record(finished=finished, latency=finished - frame.received)
-        self._objects = len(results)
-        self._memory_bytes = self._session.memory_bytes()
 
     def _log_frame_error(self, error: BaseException) -> None:
         if not self.context.ok():
             return  # shutting down (Ctrl-C) while a frame was in flight
+        self._stats.record_failure(at=time.monotonic(), error=repr(error))
         self.get_logger().error(f"tracking a frame failed: {error!r}", throttle_duration_sec=5.0)
 
     # Outputs --------------------------------------------------------------------------
@@ -212,56 +214,60 @@ class Sam2Node(LifecycleNode):
                 header, boxes, width=frame.width, height=frame.height))
 
     def _publish_diagnostics(self) -> None:
+        """Publish now with the figures last computed, and ask the worker for fresh ones
+        (one request at a time: a busy worker must not delay diagnostics)."""
+        if self._figures_job is None or self._figures_job.done():
+            self._figures_job = self._worker.submit(self._compute_figures)
         status = diagnostic_status(
             name=f"{self.get_name()}: tracking", hardware_id=self.config.device,
             stats=self._stats.snapshot(now=time.monotonic()), dropped=self._worker.dropped,
-            objects=self._objects, memory_bytes=self._memory_bytes,
+            figures=self._figures,
             extra={"frames_rejected": str(self._rejected_frames),
-                   "frames_buffered": str(len(self._frames))})
+                   "frames_stale": str(self._frames.stale),
+                   "frames_buffered": str(len(self._frames)),
+                   "frame_buffer_bytes": str(self._frames.nbytes)})
         self._diagnostics_pub.publish(DiagnosticArray(
             header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
+    def _compute_figures(self) -> None:
+        """On the worker: what the session holds now (walks every object's tensors)."""
+        self._figures = SessionFigures(objects=len(self._session.object_ids),
+                                       memory_bytes=self._session.memory_bytes())
+
     # Services -------------------------------------------------------------------------
-    def _run_job(self, job: Callable[[], object]) -> object:
-        """Run a job on the worker (serialised with tracking) and wait for its result."""
+    # Async callbacks: a call waiting on the worker holds no executor thread (service_jobs).
+    async def _run_job(self, job: Callable[[], object]) -> object:
+        """Run a job on the worker (serialised with tracking) and await its result."""
         if not self._active:
             raise RuntimeError("the node is not active: activate it before calling services")
-        future = self._worker.submit(job)
-        try:
-            return future.result(timeout=self.config.service_timeout)
-        except TimeoutError:
-            if future.cancel():
-                raise TimeoutError(f"the worker did not start the request within "
-                                   f"{self.config.service_timeout} s (service_timeout); "
-                                   f"it was cancelled") from None
-            raise TimeoutError(f"the request is still running after "
-                               f"{self.config.service_timeout} s (service_timeout); it "
-                               f"will still be applied") from None
+        return await run_on_worker(self, self._worker, job,
+                                   timeout=self.config.service_timeout,
+                                   callback_group=self._service_group)
 
-    def _on_add_prompt(self, request: AddPrompt.Request,
-                       response: AddPrompt.Response) -> AddPrompt.Response:
+    async def _on_add_prompt(self, request: AddPrompt.Request,
+                             response: AddPrompt.Response) -> AddPrompt.Response:
         try:
             prompt = services.prompt_from_request(request, max_object_id=self._max_object_id)
-            frame, result = self._run_job(lambda: self._session.add_prompt(prompt))
+            frame, result = await self._run_job(lambda: self._session.add_prompt(prompt))
         except Exception as error:  # every failure becomes a response, never a crash
             return self._failed(response, "add_prompt", error)
         return services.fill_prompt_response(response, header=frame.header, result=result,
                                              object_id=prompt.object_id)
 
-    def _on_remove_object(self, request: RemoveObject.Request,
-                          response: RemoveObject.Response) -> RemoveObject.Response:
+    async def _on_remove_object(self, request: RemoveObject.Request,
+                                response: RemoveObject.Response) -> RemoveObject.Response:
         try:
             services.check_object_id(request.object_id, max_object_id=self._max_object_id)
-            self._run_job(lambda: self._session.remove_object(request.object_id))
+            await self._run_job(lambda: self._session.remove_object(request.object_id))
         except Exception as error:
             return self._failed(response, "remove_object", error)
         response.success, response.message = True, f"removed object {request.object_id}"
         return response
 
-    def _on_reset(self, request: Trigger.Request, response: Trigger.Response
-                  ) -> Trigger.Response:
+    async def _on_reset(self, request: Trigger.Request, response: Trigger.Response
+                        ) -> Trigger.Response:
         try:
-            self._run_job(self._session.reset)
+            await self._run_job(self._session.reset)
         except Exception as error:
             return self._failed(response, "reset", error)
         response.success, response.message = True, "all objects and memory cleared"
@@ -278,7 +284,7 @@ def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C; exit status 1 when autostart cannot configure it."""
     rclpy.init(args=args)
     node = Sam2Node()
-    # Service callbacks wait for the worker; extra threads keep the camera flowing.
+    # Tracking runs on the worker thread; these serve the camera, services and timers.
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:

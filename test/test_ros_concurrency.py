@@ -9,7 +9,6 @@ import io
 import threading
 import time
 
-import numpy as np
 import pytest
 from PIL import Image as PILImage
 

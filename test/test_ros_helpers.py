@@ -22,7 +22,8 @@ from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
 from sam2_ros.ros import conversions, model_loading, parameters, services, visualization  # noqa: E402,E501
-from sam2_ros.ros.diagnostics import SessionFigures, TrackingStats, diagnostic_status  # noqa: E402,E501
+from sam2_ros.ros.diagnostics import (SessionFigures, TrackingStats,  # noqa: E402
+                                       diagnostic_status)
 from sam2_ros.ros.frame_buffer import FrameBuffer, FrameNotBufferedError  # noqa: E402
 from sam2_ros.ros.worker import Worker  # noqa: E402
 from sam2_ros.srv import AddPrompt  # noqa: E402

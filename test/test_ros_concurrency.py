@@ -210,3 +210,16 @@ def test_timed_out_calls_and_cleanup(context) -> None:
         assert node.trigger_configure() == SUCCESS
         diagnostics_timers = [t for t in node.timers if t.callback == node._publish_diagnostics]
         assert len(diagnostics_timers) == 1
+
+
+def test_a_reply_does_not_wait_for_the_next_camera_frame_or_timer(context) -> None:
+    """No camera, a 60 s diagnostics period: the answer must still go out at once (the
+    executor is woken when the worker finishes; it waited for the next event before)."""
+    node, client = make_node(context, "sam2_wake", diagnostics_period=60.0)
+    with spinning(context, node, client.node, threads=4):
+        start(node, client)
+        time.sleep(1.0)  # the last frame is tracked; nothing else will wake the executor
+        for _ in range(3):
+            reply = client.call(client.remove, RemoveObject.Request(object_id=9), timeout=15)
+            assert "unknown object id 9" in reply.message
+        assert node.trigger_deactivate() == SUCCESS

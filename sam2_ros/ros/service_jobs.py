@@ -7,7 +7,9 @@ The job's outcome crosses from the worker thread to the executor through
 `Executor.create_task` (thread-safe, and it wakes the executor); a steady one-shot timer
 answers at the timeout. Whichever comes first settles the answer (under a lock: the two
 may run on two executor threads at once); the other finds it settled. Waiting costs no CPU:
-rclpy resumes the task when the executor wakes (a call waiting 3 s took 0.01 s of CPU).
+rclpy resumes a waiting task when the executor next wakes (a call waiting 3 s took 0.01 s of
+CPU), so settling wakes it; else the reply waited for the next camera frame or timer (4.7 s
+with no camera and a 5 s diagnostics period).
 """
 from __future__ import annotations
 
@@ -37,32 +39,33 @@ async def run_on_worker(node: Node, worker: Worker, job: Callable[[], Result], *
     settling = threading.Lock()
     queued = worker.submit(job)
 
-    def deliver(done: concurrent.futures.Future) -> None:  # on an executor thread
+    def settle(result: object = None, error: BaseException | None = None) -> None:
         with settling:
-            if answer.done() or done.cancelled():
+            if answer.done():
                 return
-            error = done.exception()
             if error is None:
-                answer.set_result(done.result())
+                answer.set_result(result)
             else:
                 answer.set_exception(error)
+        executor.wake()  # resume the waiting callback now
+
+    def deliver(done: concurrent.futures.Future) -> None:  # on an executor thread
+        if not done.cancelled():
+            error = done.exception()
+            settle(None if error is not None else done.result(), error)
 
     def expire() -> None:  # on an executor thread, once
         timer.cancel()
         if queued.done() and not queued.cancelled():
             deliver(queued)  # finished just now: answer with its outcome
-            return
-        with settling:
-            if answer.done():
-                return
-            if queued.cancel():
-                answer.set_exception(TimeoutError(
-                    f"the worker did not start the request within {timeout:g} s "
-                    f"(service_timeout); it was cancelled"))
-            else:
-                answer.set_exception(TimeoutError(
-                    f"the request is still running after {timeout:g} s (service_timeout); "
-                    f"it will still be applied"))
+        elif queued.cancel():
+            settle(error=TimeoutError(
+                f"the worker did not start the request within {timeout:g} s "
+                f"(service_timeout); it was cancelled"))
+        else:
+            settle(error=TimeoutError(
+                f"the request is still running after {timeout:g} s (service_timeout); "
+                f"it will still be applied"))
 
     # A steady clock: simulated time may stand still (a paused bag) while the caller waits.
     timer = node.create_timer(timeout, expire, callback_group=callback_group,

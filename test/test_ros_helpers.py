@@ -22,7 +22,8 @@ from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
 from sam2_ros.ros import conversions, model_loading, parameters, services, visualization  # noqa: E402,E501
-from sam2_ros.ros.diagnostics import TrackingStats, diagnostic_status  # noqa: E402
+from sam2_ros.ros.diagnostics import (SessionFigures, TrackingStats,  # noqa: E402
+                                       diagnostic_status)
 from sam2_ros.ros.frame_buffer import FrameBuffer, FrameNotBufferedError  # noqa: E402
 from sam2_ros.ros.worker import Worker  # noqa: E402
 from sam2_ros.srv import AddPrompt  # noqa: E402
@@ -239,16 +240,52 @@ def header_at(sec: int) -> Header:
 
 
 def test_frame_buffer_lookup_and_eviction() -> None:
-    frames = FrameBuffer(capacity=3)
+    frames = FrameBuffer(capacity=3, max_bytes=2**20)
     for sec in range(1, 6):
         frames.append(header_at(sec), np.full((2, 2, 3), sec, np.uint8), received=float(sec))
     assert len(frames) == 3 and frames.newest().stamp_ns == 5_000_000_000
     assert frames.find(4_000_000_000).rgb[0, 0, 0] == 4
-    assert [f.stamp_ns // 10**9 for f in frames.after(frames.find(3 * 10**9).seq)] == [4, 5]
+    assert frames.oldest_seq() == frames.find(3 * 10**9).seq and frames.nbytes == 3 * 12
     with pytest.raises(FrameNotBufferedError,
                        match=r"stamp 1.000000000; the buffer holds 3 frames with stamps "
                              r"3.000000000 .. 5.000000000"):
         frames.find(1_000_000_000)
+
+
+def test_frame_buffer_is_bounded_in_bytes_at_any_resolution() -> None:
+    """A 4000x3000 camera fills the byte budget, not frame_buffer_length: 36 MB frames
+    under a 100 MB budget keep 2 frames; the newest is kept even when it alone is over."""
+    big = np.zeros((3000, 4000, 3), np.uint8)  # one shared array: no 36 MB per frame here
+    frames = FrameBuffer(capacity=30, max_bytes=100 * 10**6)
+    for sec in range(1, 11):
+        frames.append(header_at(sec), big, received=float(sec))
+    assert len(frames) == 2 and frames.nbytes == 2 * big.nbytes <= 100 * 10**6
+    assert frames.newest().stamp_ns == 10 * 10**9
+    tiny = FrameBuffer(capacity=30, max_bytes=10)
+    tiny.append(header_at(1), big, received=1.0)
+    assert len(tiny) == 1 and tiny.newest().rgb is big
+
+
+def test_frame_buffer_drops_frames_whose_stamp_is_not_newer() -> None:
+    """Both image inputs set: each frame comes twice with one stamp; the copy is refused
+    (before decoding, by `accepts`), as is an out-of-order one. Unstamped frames and a
+    stamp far back (a looped bag) are accepted."""
+    frames = FrameBuffer(capacity=30, max_bytes=2**20)
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    for sec in (1, 2, 3):
+        assert frames.accepts(header_at(sec))
+        frames.append(header_at(sec), rgb, received=0.0)
+        assert not frames.accepts(header_at(sec))  # the compressed copy
+    assert frames.append(header_at(2), rgb, received=0.0) is None  # out of order
+    assert frames.stale == 4 and len(frames) == 3
+    late = header_at(3)
+    late.stamp.nanosec = 1
+    assert frames.append(late, rgb, received=0.0) is not None  # newer by 1 ns
+    for _ in range(2):
+        assert frames.append(Header(), rgb, received=0.0) is not None  # unstamped
+    assert frames.append(header_at(1), rgb, received=0.0) is not None  # 2 s back: restart
+    assert frames.stale == 4 and len(frames) == 7
+    assert frames.find(10**9).seq == frames.newest().seq  # the newest frame with the stamp
 
 
 # worker --------------------------------------------------------------------------------
@@ -288,6 +325,22 @@ def test_worker_runs_jobs_before_frames_and_counts_drops() -> None:
         worker.submit(lambda: None).result(timeout=1)
 
 
+def test_worker_stop_with_a_cancelled_job_fails_the_others() -> None:
+    """A service call that timed out cancels its queued job; stop() must skip it (it raised
+    InvalidStateError) and still fail every job queued behind it."""
+    gate = threading.Event()
+    worker: Worker[int] = Worker(handle_item=lambda item: None, on_error=lambda error: None)
+    worker.start()
+    running = worker.submit(lambda: gate.wait(10))
+    cancelled, behind = worker.submit(lambda: 1), worker.submit(lambda: 2)
+    assert cancelled.cancel()
+    threading.Timer(0.3, gate.set).start()
+    worker.stop()
+    assert running.result(timeout=1) is True and cancelled.cancelled()
+    with pytest.raises(RuntimeError, match="the node is shutting down"):
+        behind.result(timeout=1)
+
+
 # diagnostics ---------------------------------------------------------------------------
 def test_stats_and_status() -> None:
     stats = TrackingStats(window=100)
@@ -298,13 +351,40 @@ def test_stats_and_status() -> None:
     assert snapshot.latency_p50 == pytest.approx(0.06)
     assert snapshot.latency_p99 == pytest.approx(0.109)  # linear interpolation
     status = diagnostic_status(name="sam2", hardware_id="cpu", stats=snapshot, dropped=4,
-                               objects=2, memory_bytes=1234)
+                               figures=SessionFigures(objects=2, memory_bytes=1234))
     values = {kv.key: kv.value for kv in status.values}
     assert values["frames_dropped"] == "4" and values["memory_bytes"] == "1234"
+    assert values["objects"] == "2" and values["frames_failed"] == "0"
     assert values["fps"] == "10.00" and status.level == status.OK
     idle = diagnostic_status(name="sam2", hardware_id="cpu", stats=stats.snapshot(now=500.0),
-                             dropped=0, objects=0, memory_bytes=0)
+                             dropped=0, figures=SessionFigures())
     assert idle.level == idle.WARN and idle.message == "no frames tracked recently"
+
+
+@pytest.mark.parametrize("rate", [30, 60, 90, 240])
+def test_stats_measure_any_frame_rate(rate: int) -> None:
+    """The rate once the 5 s horizon is full (it was capped at 40 fps: 200 frames / 5 s)."""
+    stats = TrackingStats()
+    for index in range(rate * 20):
+        stats.record(finished=index / rate, latency=0.01)
+    assert stats.snapshot(now=20.0).fps == pytest.approx(rate, rel=0.01)
+    assert stats.snapshot(now=26.0).fps == 0.0  # the camera stopped
+
+
+def test_failing_frames_make_the_status_an_error() -> None:
+    stats = TrackingStats()
+    for index in range(50):
+        stats.record(finished=index / 10, latency=0.01)
+    stats.record_failure(at=5.0, error="RuntimeError('CUDA out of memory')")
+    status = diagnostic_status(name="sam2", hardware_id="cpu", stats=stats.snapshot(now=5.1),
+                               dropped=0, figures=SessionFigures())
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == status.ERROR and values["frames_failed"] == "1"
+    assert status.message == ("1 frames failed to track in the last 5 s: "
+                              "RuntimeError('CUDA out of memory')")
+    later = diagnostic_status(name="sam2", hardware_id="cpu", stats=stats.snapshot(now=10.5),
+                              dropped=0, figures=SessionFigures())
+    assert later.level == later.WARN  # the failure left the horizon; no frames either
 
 
 # model loading -------------------------------------------------------------------------

@@ -49,10 +49,10 @@ def small_model():
     return model
 
 
-def make_session(tracker, *, capacity: int = 8, max_objects: int = 4):
-    frames = FrameBuffer(capacity=capacity)
-    return frames, TrackingSession(tracker, frames=frames, capacity=capacity,
-                                   max_objects=max_objects)
+def make_session(tracker, *, capacity: int = 8, max_objects: int = 4, on_tracked=None):
+    frames = FrameBuffer(capacity=capacity, max_bytes=2**30)
+    extra = {} if on_tracked is None else {"on_tracked": on_tracked}
+    return frames, TrackingSession(tracker, frames=frames, max_objects=max_objects, **extra)
 
 
 def receive(frames: FrameBuffer, rgb: np.ndarray, sec: int):
@@ -216,6 +216,7 @@ class RecordingTracker:
         self.object_ids: list[int] = []
         self.last = 0  # the last tracked frame's pixel value
         self.fail_for: int | None = None
+        self.fail_track: int | None = None  # a frame (pixel value) whose tracking raises once
 
     def snapshot(self) -> SimpleNamespace:
         return SimpleNamespace(object_ids=list(self.object_ids), last=self.last)
@@ -225,9 +226,17 @@ class RecordingTracker:
         self.object_ids, self.last = list(snapshot.object_ids), snapshot.last
 
     def track(self, frame: np.ndarray) -> dict:
-        self.last = int(frame[0, 0, 0])
-        self.calls.append(("track", self.last))
+        value = int(frame[0, 0, 0])
+        self.calls.append(("track", value))
+        if value == self.fail_track:
+            self.fail_track = None
+            raise RuntimeError("transient device error")
+        self.last = value
         return {}
+
+    def memory_bytes(self, snapshots) -> int:
+        """One byte per snapshot kept: counts what the session holds alive."""
+        return len(list(snapshots))
 
     def add_prompt(self, obj_id: int, **_: object):
         self.calls.append(("prompt", obj_id))
@@ -270,9 +279,10 @@ def test_replay_order_and_recovery_when_the_prompt_fails() -> None:
     tracker.fail_for = 7
     with pytest.raises(ValueError, match="engine refused"):
         session.add_prompt(prompt(7, stamp_sec=4, points=[[1, 1]], labels=[1]))
-    # The new prompt follows the frame's own edits; failed, it is not replayed later.
+    # The new prompt follows the frame's own edits; failed, the tracker goes straight back
+    # to its state from before the call (5 = the last tracked frame), and it is not replayed.
     assert tracker.calls == [("restore", 3), ("track", 4), ("prompt", 2), ("prompt", 7),
-                             ("track", 5), ("remove", 5)]
+                             ("restore", 5)]
     assert session.last_frame is received[4] and tracker.object_ids == [1, 2]
     tracker.calls.clear()
     session.add_prompt(prompt(1, stamp_sec=4, points=[[1, 1]], labels=[1]))
@@ -292,3 +302,105 @@ def test_max_objects_counts_the_objects_of_the_replayed_frames() -> None:
     assert tracker.calls == []
     session.add_prompt(prompt(1, stamp_sec=5, points=[[1, 1]], labels=[1]))
     assert tracker.object_ids == [2, 1]
+
+
+def test_a_replay_that_fails_while_re_tracking_leaves_the_session_as_it_was() -> None:
+    """A transient error re-tracking frame 4 of a replay from frame 3: the tracker goes back
+    to its state from before the call, the live prompt of object 2 on frame 4 and the removal
+    on frame 5 are still there to replay, and the failed prompt is not applied."""
+    tracker, session, received = recorded_session()
+    fresh_replay = [("restore", 2), ("track", 3), ("prompt", 1), ("track", 4), ("prompt", 2),
+                    ("track", 5), ("remove", 5)]
+    tracker.fail_track = 4
+    with pytest.raises(RuntimeError, match="transient device error"):
+        session.add_prompt(prompt(1, stamp_sec=3, points=[[1, 1]], labels=[1]))
+    assert tracker.calls == [("restore", 2), ("track", 3), ("prompt", 1), ("track", 4),
+                             ("restore", 5)]
+    assert tracker.object_ids == [2] and tracker.last == 5
+    assert session.last_frame is received[4]
+    assert [f.stamp_ns // SEC for f in session.tracked_frames] == [3, 4, 5]
+    tracker.calls.clear()
+    session.add_prompt(prompt(1, stamp_sec=3, points=[[1, 1]], labels=[1]))
+    assert tracker.calls == fresh_replay and tracker.object_ids == [1, 2]
+
+
+def test_a_prompt_on_the_last_frame_after_a_failed_replay_re_tracks_it() -> None:
+    """The rolled-back tracker lacks the last frame's image features: a live prompt on that
+    frame restores the snapshot from before it and tracks it again with its edits first."""
+    tracker, session, received = recorded_session()
+    tracker.fail_for = 7
+    with pytest.raises(ValueError, match="engine refused"):
+        session.add_prompt(prompt(7, stamp_sec=4, points=[[1, 1]], labels=[1]))
+    tracker.calls.clear()
+    session.add_prompt(prompt(3, stamp_sec=5, points=[[1, 1]], labels=[1]))
+    assert tracker.calls == [("restore", 4), ("track", 5), ("remove", 5), ("prompt", 3)]
+    tracker.calls.clear()
+    session.add_prompt(prompt(4, stamp_sec=5, points=[[1, 1]], labels=[1]))
+    assert tracker.calls == [("prompt", 4)]  # features back: prompted directly
+    assert tracker.object_ids == [2, 3, 4] and session.last_frame is received[4]
+
+
+def test_a_failed_replay_with_the_real_tracker_changes_nothing(small_model, video) -> None:
+    """Exactly: after a replay that failed half-way, the next frame's results and a live
+    prompt on the last frame equal those of a session that never saw the failed call."""
+    edits = {1: [prompt(1, mask=box_mask(135, 240))], 3: [prompt(1, points=[[100, 60]],
+                                                             labels=[0], clear_old=False)]}
+    failed = run(small_model, video[:5], edits)
+    untouched = run(small_model, video[:5], edits)
+    tracker, frames, session, received, _ = failed
+    real_track, calls = tracker.track, []
+
+    def flaky_track(frame):
+        calls.append(len(calls))
+        if len(calls) == 2:  # re-tracking frame 3 of the replay from frame 2
+            raise RuntimeError("transient device error")
+        return real_track(frame)
+
+    tracker.track = flaky_track
+    with pytest.raises(RuntimeError, match="transient device error"):
+        session.add_prompt(prompt(2, stamp_sec=2, points=[[60, 50]], labels=[1]))
+    tracker.track = real_track
+    assert tracker.memory_stats() == untouched[0].memory_stats()
+    assert (tracker.frame_index, session.object_ids) == (untouched[0].frame_index, [1])
+    _, ours = session.add_prompt(prompt(2, points=[[60, 50]], labels=[1]))
+    _, theirs = untouched[2].add_prompt(prompt(2, points=[[60, 50]], labels=[1]))
+    assert_same(ours, theirs)
+    newest = video[5]
+    ours = session.track(receive(frames, newest, 6))
+    theirs = untouched[2].track(receive(untouched[1], newest, 6))
+    assert sorted(ours) == sorted(theirs) == [1, 2]
+    for object_id in ours:
+        assert_same(ours[object_id], theirs[object_id])
+
+
+def test_a_prompt_on_the_newest_untracked_frame_reports_it_as_tracked() -> None:
+    """Stamp zero names the newest received frame: when the worker has not reached it, the
+    prompt tracks it and reports it to on_tracked (the node publishes it); the worker then
+    skips it. A stamped prompt's replay reports nothing (those frames were published)."""
+    reported = []
+    tracker = RecordingTracker()
+    frames, session = make_session(tracker, on_tracked=lambda frame, results:
+                                   reported.append(frame.stamp_ns // SEC))
+    first = receive(frames, np.full((4, 4, 3), 1, np.uint8), 1)
+    session.track(first)
+    newest = receive(frames, np.full((4, 4, 3), 2, np.uint8), 2)
+    target, _ = session.add_prompt(prompt(1, points=[[1, 1]], labels=[1]))
+    assert target is newest and reported == [1, 2]
+    assert session.track(newest) is None and reported == [1, 2]
+    session.add_prompt(prompt(2, stamp_sec=1, points=[[1, 1]], labels=[1]))
+    assert reported == [1, 2]
+
+
+def test_snapshots_are_kept_only_for_frames_a_stamp_can_name() -> None:
+    """Eight frames received into a 4-frame buffer, every other one tracked: only the
+    tracked frames still buffered (5 and 7) keep a snapshot, not the last 4 tracked."""
+    tracker = RecordingTracker()
+    frames, session = make_session(tracker, capacity=4)
+    for sec in range(1, 9):
+        frame = receive(frames, np.full((4, 4, 3), sec, np.uint8), sec)
+        if sec % 2:
+            session.track(frame)
+    assert [f.stamp_ns // SEC for f in session.tracked_frames] == [5, 7]
+    assert session.memory_bytes() == 2  # RecordingTracker: one byte per snapshot
+    with pytest.raises(FrameNotBufferedError):
+        session.add_prompt(prompt(1, stamp_sec=3, points=[[1, 1]], labels=[1]))

@@ -34,12 +34,13 @@ from visualization_msgs.msg import MarkerArray
 from sam2_ros.msg import ObjectMaskArray
 from sam2_ros.ros import conversions, services, visualization
 from sam2_ros.ros.depth_input import DepthInput
-from sam2_ros.ros.diagnostics import TrackingStats, diagnostic_status
+from sam2_ros.ros.diagnostics import SessionFigures, TrackingStats, diagnostic_status
 from sam2_ros.ros.frame_buffer import BufferedFrame, FrameBuffer
 from sam2_ros.ros.memory import release_free_memory
 from sam2_ros.ros.model_loading import ModelLoadError, build_tracker
 from sam2_ros.ros.parameters import (NodeConfig, ParameterError, check_update,
                                      declare_parameters, read_config)
+from sam2_ros.ros.service_jobs import run_on_worker
 from sam2_ros.ros.session import TrackingSession
 from sam2_ros.ros.worker import Worker
 from sam2_ros.srv import AddPrompt, RemoveObject
@@ -73,9 +74,6 @@ class Sam2Node(LifecycleNode):
         self._calls_in_flight = 0
         self._calls_lock = threading.Lock()
         self._rejected_frames = 0
-        # Written by the worker after each frame, read by the diagnostics timer.
-        self._objects = 0
-        self._memory_bytes = 0
         self._frame_age = 0.0  # s, ROS clock minus the stamp of the last published frame
 
     # Lifecycle ------------------------------------------------------------------------
@@ -113,12 +111,15 @@ class Sam2Node(LifecycleNode):
     def _build(self, config: NodeConfig) -> None:
         tracker = build_tracker(config, info=self.get_logger().info,
                                 warn=self.get_logger().warning)
-        self._frames = FrameBuffer(capacity=config.frame_buffer_length)
+        self._frames = FrameBuffer(capacity=config.frame_buffer_length,
+                                   max_bytes=config.frame_buffer_bytes)
         self._session = TrackingSession(tracker, frames=self._frames,
-                                        capacity=config.frame_buffer_length,
-                                        max_objects=config.max_objects)
+                                        max_objects=config.max_objects,
+                                        on_tracked=self._on_tracked)
         self._stats = TrackingStats()
-        self._rejected_frames = self._objects = self._memory_bytes = 0
+        self._rejected_frames = 0
+        # Computed on the worker when the diagnostics timer asks (once per period).
+        self._figures, self._figures_job = SessionFigures(), None
         self._service_group = ReentrantCallbackGroup()
         self._camera_group = MutuallyExclusiveCallbackGroup()
         publisher = self.create_lifecycle_publisher
@@ -138,7 +139,7 @@ class Sam2Node(LifecycleNode):
         self._diagnostics_timer = self.create_timer(config.diagnostics_period,
                                                     self._publish_diagnostics)
         self._depth_input = DepthInput.create(self, config)  # None without depth_topic
-        self._worker = Worker(handle_item=self._track_frame, on_error=self._log_frame_error)
+        self._worker = Worker(handle_item=self._session.track, on_error=self._log_frame_error)
         self._worker.start()
         self.config = config
 
@@ -196,8 +197,8 @@ class Sam2Node(LifecycleNode):
         for publisher in self._sam2_pubs:
             self.destroy_lifecycle_publisher(publisher)
         self._sam2_pubs = []
-        for name in ("_session", "_frames", "_stats", "_masks_pub", "_label_pub",
-                     "_overlay_pub", "_markers_pub", "_diagnostics_pub"):
+        for name in ("_session", "_frames", "_stats", "_figures", "_figures_job", "_masks_pub",
+                     "_label_pub", "_overlay_pub", "_markers_pub", "_diagnostics_pub"):
             self.__dict__.pop(name, None)
         self.config = None
         release_free_memory()
@@ -264,6 +265,8 @@ class Sam2Node(LifecycleNode):
         if not self._active or worker is None or frames is None:
             return  # a frame still in flight while deactivating
         received = self._now()
+        if not frames.accepts(header):
+            return  # stamp not newer: the other input's copy, or out of order (counted)
         try:
             rgb = convert()
         except conversions.ImageConversionError as error:
@@ -271,22 +274,21 @@ class Sam2Node(LifecycleNode):
             self.get_logger().warning(f"camera frame rejected: {error}",
                                       throttle_duration_sec=5.0)
             return
-        worker.offer(frames.append(header, rgb, received))
+        frame = frames.append(header, rgb, received)
+        if frame is not None:
+            worker.offer(frame)
 
-    def _track_frame(self, frame: BufferedFrame) -> None:
-        results = self._session.track(frame)
-        if results is None:
-            return  # a stamped prompt tracked it already
+    def _on_tracked(self, frame: BufferedFrame, results: dict) -> None:
+        """Each newly tracked frame (by the worker, or by a prompt on the newest frame)."""
         self._publish(frame, results)
         finished = self._now()
         self._stats.record(finished=finished, latency=finished - frame.received)
         self._frame_age = finished - frame.stamp_ns * 1e-9
-        self._objects = len(results)
-        self._memory_bytes = self._session.memory_bytes()
 
     def _log_frame_error(self, error: BaseException) -> None:
         if not self.context.ok():
             return  # shutting down (Ctrl-C) while a frame was in flight
+        self._stats.record_failure(at=self._now(), error=repr(error))
         self.get_logger().error(f"tracking a frame failed: {error!r}", throttle_duration_sec=5.0)
 
     # Outputs --------------------------------------------------------------------------
@@ -319,46 +321,51 @@ class Sam2Node(LifecycleNode):
             self._markers_pub.publish(markers)
 
     def _publish_diagnostics(self) -> None:
+        """Publish now with the figures last computed, and ask the worker for fresh ones
+        (one request at a time: a busy worker must not delay diagnostics)."""
+        if self._figures_job is None or self._figures_job.done():
+            self._figures_job = self._worker.submit(self._compute_figures)
         status = diagnostic_status(
             name=f"{self.get_name()}: tracking", hardware_id=self.config.device,
             stats=self._stats.snapshot(now=self._now()), dropped=self._worker.dropped,
-            objects=self._objects, memory_bytes=self._memory_bytes,
+            figures=self._figures,
             extra={"frame_age_ms": f"{self._frame_age * 1e3:.1f}",
                    "frames_rejected": str(self._rejected_frames),
+                   "frames_stale": str(self._frames.stale),
                    "frames_buffered": str(len(self._frames)),
+                   "frame_buffer_bytes": str(self._frames.nbytes),
                    **(self._depth_input.diagnostics() if self._depth_input else {})})
         self._diagnostics_pub.publish(DiagnosticArray(
             header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
+    def _compute_figures(self) -> None:
+        """On the worker: what the session holds now (walks every object's tensors)."""
+        self._figures = SessionFigures(objects=len(self._session.object_ids),
+                                       memory_bytes=self._session.memory_bytes())
+
     # Services -------------------------------------------------------------------------
-    def _run_job(self, job: Callable[[], object]) -> object:
-        """Run a job on the worker (serialised with tracking) and wait for its result."""
+    # Async callbacks: a call waiting on the worker holds no executor thread (service_jobs).
+    async def _run_job(self, job: Callable[[], object]) -> object:
+        """Run a job on the worker (serialised with tracking) and await its result."""
         if self._shutting_down:
             raise RuntimeError("the node is shutting down")
         if not self._active:
             raise RuntimeError("the node is not active: activate it before calling services")
-        future = self._worker.submit(job)
         with self._calls_lock:
             self._calls_in_flight += 1
         try:
-            return future.result(timeout=self.config.service_timeout)
-        except TimeoutError:
-            if future.cancel():
-                raise TimeoutError(f"the worker did not start the request within "
-                                   f"{self.config.service_timeout} s (service_timeout); "
-                                   f"it was cancelled") from None
-            raise TimeoutError(f"the request is still running after "
-                               f"{self.config.service_timeout} s (service_timeout); it "
-                               f"will still be applied") from None
+            return await run_on_worker(self, self._worker, job,
+                                       timeout=self.config.service_timeout,
+                                       callback_group=self._service_group)
         finally:
             with self._calls_lock:
                 self._calls_in_flight -= 1
 
-    def _on_add_prompt(self, request: AddPrompt.Request,
-                       response: AddPrompt.Response) -> AddPrompt.Response:
+    async def _on_add_prompt(self, request: AddPrompt.Request,
+                             response: AddPrompt.Response) -> AddPrompt.Response:
         try:
             prompt = services.prompt_from_request(request, max_object_id=self._max_object_id)
-            frame, result = self._run_job(lambda: self._session.add_prompt(prompt))
+            frame, result = await self._run_job(lambda: self._session.add_prompt(prompt))
         except Exception as error:  # every failure becomes a response, never a crash
             return self._failed(response, "add_prompt", error)
         services.fill_prompt_response(response, header=frame.header, result=result,
@@ -367,20 +374,20 @@ class Sam2Node(LifecycleNode):
             self._depth_input.fill_prompt_response(response, frame, result, prompt.object_id)
         return response
 
-    def _on_remove_object(self, request: RemoveObject.Request,
-                          response: RemoveObject.Response) -> RemoveObject.Response:
+    async def _on_remove_object(self, request: RemoveObject.Request,
+                                response: RemoveObject.Response) -> RemoveObject.Response:
         try:
             services.check_object_id(request.object_id, max_object_id=self._max_object_id)
-            self._run_job(lambda: self._session.remove_object(request.object_id))
+            await self._run_job(lambda: self._session.remove_object(request.object_id))
         except Exception as error:
             return self._failed(response, "remove_object", error)
         response.success, response.message = True, f"removed object {request.object_id}"
         return response
 
-    def _on_reset(self, request: Trigger.Request, response: Trigger.Response
-                  ) -> Trigger.Response:
+    async def _on_reset(self, request: Trigger.Request, response: Trigger.Response
+                        ) -> Trigger.Response:
         try:
-            self._run_job(self._session.reset)
+            await self._run_job(self._session.reset)
         except Exception as error:
             return self._failed(response, "reset", error)
         response.success, response.message = True, "all objects and memory cleared"

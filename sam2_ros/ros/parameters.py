@@ -41,6 +41,7 @@ class NodeConfig:
     max_objects: int = 16
     max_conditioning_frames: int = 4
     frame_buffer_length: int = 30
+    frame_buffer_bytes: int = 128 * 2**20
     image_topic: str = "image"
     compressed_image_topic: str = ""
     publish_masks: bool = True
@@ -93,8 +94,15 @@ SPECS: dict[str, _Spec] = {
                                  "keeps a snapshot of the memory; a prompt re-tracks at most "
                                  "this many).",
                                  int_range=(1, 300, 1)),
+    "frame_buffer_bytes": _Spec("Most bytes of camera pixels kept for stamped prompts (the "
+                                "newest frame is always kept): at high resolutions fewer than "
+                                "frame_buffer_length frames are kept, never more memory.",
+                                int_range=(2**20, 2**36, 1)),
     "image_topic": _Spec("sensor_msgs/Image input (remap it or set it here)."),
-    "compressed_image_topic": _Spec("Optional sensor_msgs/CompressedImage input; empty = off."),
+    "compressed_image_topic": _Spec("Optional sensor_msgs/CompressedImage input, an "
+                                    "alternative to image_topic; empty = off. A frame whose "
+                                    "stamp is not newer than the last one is dropped, so a "
+                                    "camera on both is tracked once."),
     "publish_masks": _Spec("Publish ~/masks (sam2_ros/ObjectMaskArray)."),
     "publish_label_image": _Spec("Publish ~/label_image (pixel = object id, 0 = none)."),
     "label_image_encoding": _Spec("Encoding of ~/label_image.", choices=LABEL_ENCODINGS),

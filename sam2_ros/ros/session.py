@@ -1,22 +1,28 @@
 """The tracker plus the recent-frame buffer: what the worker thread runs, free of ROS.
 
 Stamped prompts. The tracker only prompts its last tracked frame, so for each tracked frame
-still buffered the session keeps the tracker's snapshot from just before it and the edits
-(prompts, removals) applied on it. A prompt on an older frame restores that frame's
-snapshot, tracks the frame again, replays its edits, applies the prompt, then tracks the
-later frames again with their edits: the tracker ends exactly where the same prompt given
-live on that frame would have left it. The replay is bounded by the buffer length; a
-prompt that fails still replays, which returns the tracker exactly to where it was.
+still buffered (exactly the frames a stamped prompt can name) the session keeps the
+tracker's snapshot from just before it and the edits (prompts, removals) applied on it. A
+prompt on an older frame restores that frame's snapshot, tracks the frame again, replays
+its edits, applies the prompt, then tracks the later frames again with their edits: the
+tracker ends exactly where the same prompt given live on that frame would have left it.
+The replay is bounded by the buffer. The new history is built aside and swapped in only
+when the whole replay succeeded; if anything fails (the prompt, or a transient error while
+re-tracking) the tracker is restored to its state from before the call and the history is
+untouched. The restored tracker has lost the last frame's image features, so the next
+prompt on that frame re-tracks it first (the same replay, one frame long).
 
 Frames the worker skipped (a newer one arrived first) never entered the memory, and
 inserting one now would change what every later frame saw, so a stamped prompt on a
 skipped frame is refused with the stamps of the nearest tracked frames. A frame newer than
-the last tracked one is tracked on the spot (the worker would have tracked it next).
+the last tracked one (stamp zero names the newest received frame) is tracked on the spot,
+as the worker would have tracked it next, and reported to `on_tracked` like every newly
+tracked frame, so it is published too.
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -94,18 +100,30 @@ class TrackedFrame:
 class TrackingSession:
     """Feeds frames to the tracker and applies prompts on the frame they name."""
 
-    def __init__(self, tracker: TrackerLike, *, frames: FrameBuffer, capacity: int,
-                 max_objects: int) -> None:
+    def __init__(self, tracker: TrackerLike, *, frames: FrameBuffer, max_objects: int,
+                 on_tracked: Callable[[BufferedFrame, dict[int, ObjectResultLike]], None]
+                 = lambda frame, results: None) -> None:
         self._tracker = tracker
         self._frames = frames
         self.max_objects = max_objects
-        # One snapshot per tracked frame: memory bounded by the buffer length (TrackerSnapshot).
-        self._history: deque[TrackedFrame] = deque(maxlen=capacity)
+        self._on_tracked = on_tracked  # each newly tracked frame with its results (not replays)
+        # The tracked frames still buffered, oldest first: memory bounded by the buffer.
+        self._history: deque[TrackedFrame] = deque()
+        self._last: BufferedFrame | None = None
+        # After a rolled-back replay: the tracker's state is right but lacks the last frame's
+        # image features, so a prompt on that frame re-tracks it first.
+        self._needs_retrack = False
 
     @property
     def last_frame(self) -> BufferedFrame | None:
-        """The tracker's last tracked frame (what a stamp-0 prompt would see)."""
-        return self._history[-1].frame if self._history else None
+        """The tracker's last tracked frame."""
+        return self._last
+
+    @property
+    def tracked_frames(self) -> list[BufferedFrame]:
+        """The tracked frames a stamped prompt can still name (each keeps a snapshot)."""
+        self._forget_unbuffered()
+        return [entry.frame for entry in self._history]
 
     @property
     def object_ids(self) -> list[int]:
@@ -113,16 +131,25 @@ class TrackingSession:
 
     def track(self, frame: BufferedFrame) -> dict[int, ObjectResultLike] | None:
         """Track a new frame; None when it is not newer than the last one (already seen)."""
-        last = self.last_frame
-        if last is not None and frame.seq <= last.seq:
+        if self._last is not None and frame.seq <= self._last.seq:
             return None
-        return self._track(frame)
+        results = self._track(frame)
+        self._on_tracked(frame, results)
+        return results
 
     def _track(self, frame: BufferedFrame) -> dict[int, ObjectResultLike]:
         before = self._tracker.snapshot()
         results = self._tracker.track(frame.rgb)
         self._history.append(TrackedFrame(frame=frame, before=before))
+        self._last, self._needs_retrack = frame, False
+        self._forget_unbuffered()
         return results
+
+    def _forget_unbuffered(self) -> None:
+        """Drop the history of frames the buffer no longer holds: no stamp can name them."""
+        oldest = self._frames.oldest_seq()
+        while self._history and (oldest is None or self._history[0].frame.seq < oldest):
+            self._history.popleft()
 
     def add_prompt(self, prompt: Prompt) -> tuple[BufferedFrame, ObjectResultLike]:
         """Apply the prompt on its frame and return that frame and the object's result there."""
@@ -131,9 +158,8 @@ class TrackingSession:
         self._check(prompt, target, replay)
         if replay:
             return target, self._prompt_past(prompt, replay)
-        last = self.last_frame
-        if last is None or target.seq > last.seq:
-            self._track(target)
+        if self._last is None or target.seq > self._last.seq:
+            self.track(target)
         return target, self._apply(prompt)
 
     def _target(self, stamp_ns: int) -> BufferedFrame:
@@ -145,12 +171,15 @@ class TrackingSession:
         return newest
 
     def _replay_from(self, target: BufferedFrame) -> list[TrackedFrame]:
-        """The tracked frames from `target` on when it is older than the last tracked frame
-        (empty when the prompt applies now); PromptError for a frame that was not tracked."""
-        last = self.last_frame
-        if last is None or target.seq >= last.seq:
+        """The tracked frames from `target` on when the tracker must go back to it (empty
+        when the prompt applies now); PromptError for a frame that was not tracked."""
+        last = self._last
+        if last is None or target.seq > last.seq:
             return []
+        self._forget_unbuffered()
         history = list(self._history)
+        if target.seq == last.seq:
+            return history[-1:] if self._needs_retrack else []
         for index, entry in enumerate(history):
             if entry.frame.seq == target.seq:
                 return history[index:]
@@ -204,51 +233,67 @@ class TrackingSession:
 
     def _apply(self, prompt: Prompt) -> ObjectResultLike:
         """Prompt the last tracked frame and log the prompt on it."""
-        result = self._tracker.add_prompt(prompt.object_id, points=prompt.points,
-                                          labels=prompt.labels, box=prompt.box,
-                                          mask=prompt.mask, clear_old=prompt.clear_old)
-        self._history[-1].edits.append(prompt)
+        result = self._prompt_tracker(prompt)
+        self._log(prompt)
         return result
 
-    def _remove(self, removal: Removal) -> None:
-        self._tracker.remove_object(removal.object_id)
-        self._history[-1].edits.append(removal)
+    def _prompt_tracker(self, prompt: Prompt) -> ObjectResultLike:
+        return self._tracker.add_prompt(prompt.object_id, points=prompt.points,
+                                        labels=prompt.labels, box=prompt.box,
+                                        mask=prompt.mask, clear_old=prompt.clear_old)
+
+    def _log(self, edit: Prompt | Removal) -> None:
+        """Keep an edit of the last tracked frame for replays (while that frame is buffered)."""
+        if self._history and self._history[-1].frame is self._last:
+            self._history[-1].edits.append(edit)
 
     def _prompt_past(self, prompt: Prompt, replay: list[TrackedFrame]) -> ObjectResultLike:
         """Back to just before the prompted frame, then forward again with every edit given
-        since; the new prompt follows the edits already made on its frame."""
+        since; the new prompt follows the edits already made on its frame. All or nothing."""
         first, *later = replay
-        self._tracker.restore(first.before)
-        for _ in replay:
-            self._history.pop()
-        self._retrack(first)
+        now = self._tracker.snapshot()
         try:
-            return self._apply(prompt)
-        finally:
-            # Forward to now even when the prompt failed: that is exactly where it was.
-            for entry in later:
-                self._retrack(entry)
+            self._tracker.restore(first.before)
+            redone = [self._retrack(first)]
+            result = self._prompt_tracker(prompt)
+            redone[0].edits.append(prompt)
+            redone += [self._retrack(entry) for entry in later]
+        except BaseException:
+            self._tracker.restore(now)
+            self._needs_retrack = True
+            raise
+        kept = list(self._history)[:len(self._history) - len(replay)]
+        self._history = deque([*kept, *redone])
+        self._needs_retrack = False
+        return result
 
-    def _retrack(self, entry: TrackedFrame) -> None:
-        self._track(entry.frame)
+    def _retrack(self, entry: TrackedFrame) -> TrackedFrame:
+        """Track a buffered frame again and replay its edits; the history is not touched."""
+        before = self._tracker.snapshot()
+        self._tracker.track(entry.frame.rgb)
         for edit in entry.edits:
             if isinstance(edit, Removal):
-                self._remove(edit)
+                self._tracker.remove_object(edit.object_id)
             else:
-                self._apply(edit)
+                self._prompt_tracker(edit)
+        return TrackedFrame(frame=entry.frame, before=before, edits=list(entry.edits))
 
     def memory_bytes(self) -> int:
-        """Bytes of object memory held by the tracker and the snapshots for stamped prompts."""
+        """Bytes of object memory held by the tracker and the snapshots for stamped prompts;
+        walks every object's tensors: call it when the figure is read, not per frame."""
+        self._forget_unbuffered()
         return self._tracker.memory_bytes(entry.before for entry in self._history)
 
     def remove_object(self, object_id: int) -> None:
         if object_id not in self._tracker.object_ids:
             raise KeyError(f"unknown object id {object_id}; tracking "
                            f"{sorted(self._tracker.object_ids) or 'no objects'}")
-        self._remove(Removal(object_id))
+        self._tracker.remove_object(object_id)
+        self._log(Removal(object_id))
 
     def reset(self) -> None:
         """Forget every object and all memory. Until the next frame is tracked any buffered
         frame can be prompted (it starts the new stream); after that, older ones cannot."""
         self._tracker.reset()
         self._history.clear()
+        self._last, self._needs_retrack = None, False

@@ -1,8 +1,8 @@
 """One thread that owns the tracker: queued jobs first, then the newest frame.
 
 Callbacks never block: the camera callback overwrites a one-frame slot (the frame it
-replaces is counted as dropped), and service callbacks queue a job and wait on its
-future. Serialising both on this thread keeps the tracker single-threaded.
+replaces is counted as dropped), and service callbacks queue a job and await its future
+(see service_jobs). Serialising both on this thread keeps the tracker single-threaded.
 """
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ class Worker(Generic[Item]):
         self._thread.start()
 
     def stop(self, *, timeout: float = 10.0) -> None:
-        """Finish the running job, fail the queued ones, drop the pending item."""
+        """Finish the running job, fail the queued ones (skipping those their caller
+        cancelled), drop the pending item."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
@@ -50,7 +51,8 @@ class Worker(Generic[Item]):
             jobs, self._pending = list(self._jobs), None
             self._jobs.clear()
         for _, future in jobs:
-            future.set_exception(RuntimeError("the node is shutting down"))
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError("the node is shutting down"))
 
     def offer(self, item: Item) -> None:
         """Make `item` the next one handled, replacing (dropping) any not taken yet."""

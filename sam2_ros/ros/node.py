@@ -27,6 +27,8 @@ from visualization_msgs.msg import MarkerArray
 
 from sam2_ros.msg import ObjectMaskArray
 from sam2_ros.ros import conversions, services, visualization
+from sam2_ros.ros.box_history import BoxHistory  # detector-driven tracking
+from sam2_ros.ros.detections_input import DetectionsInput  # detector-driven tracking
 from sam2_ros.ros.diagnostics import TrackingStats, diagnostic_status
 from sam2_ros.ros.frame_buffer import BufferedFrame, FrameBuffer
 from sam2_ros.ros.model_loading import ModelLoadError, build_tracker
@@ -73,13 +75,18 @@ class Sam2Node(LifecycleNode):
                                 warn=self.get_logger().warning)
         self.config = config
         self._frames = FrameBuffer(capacity=config.frame_buffer_length)
+        self._boxes = BoxHistory(capacity=config.frame_buffer_length)  # detections
         self._session = TrackingSession(tracker, frames=self._frames,
                                         capacity=config.frame_buffer_length,
-                                        max_objects=config.max_objects)
+                                        max_objects=config.max_objects,
+                                        observer=self._boxes.observe)  # detections
         self._max_object_id = 255 if config.label_image_encoding == "mono8" else 65535
         self._stats = TrackingStats()
         self._worker: Worker[BufferedFrame] = Worker(handle_item=self._track_frame,
                                                      on_error=self._log_frame_error)
+        self._detections = DetectionsInput(  # detector-driven tracking
+            self, config, session=self._session, boxes=self._boxes, frames=self._frames,
+            submit=self._worker.submit, max_object_id=self._max_object_id)
         self._service_group = ReentrantCallbackGroup()
         self._camera_group = MutuallyExclusiveCallbackGroup()
         publisher = self.create_lifecycle_publisher
@@ -112,6 +119,7 @@ class Sam2Node(LifecycleNode):
             self._subscriptions.append(self.create_subscription(
                 CompressedImage, config.compressed_image_topic, self._on_compressed_image,
                 qos_profile_sensor_data, callback_group=self._camera_group))
+        self._detections.activate()  # detector-driven tracking
         self._active = True
         return super().on_activate(state)
 
@@ -133,19 +141,22 @@ class Sam2Node(LifecycleNode):
         for subscription in self._subscriptions:
             self.destroy_subscription(subscription)
         self._subscriptions = []
+        if self.config is not None:
+            self._detections.deactivate()  # detector-driven tracking
 
     def _release(self) -> None:
         """Stop the worker and drop what configure made (the model with it)."""
         if self.config is None:
             return
         self._worker.stop()
+        self._detections.destroy()  # detector-driven tracking
         for service in self._services:
             self.destroy_service(service)
         self.destroy_timer(self._diagnostics_timer)
         for publisher in (self._masks_pub, self._label_pub, self._overlay_pub,
                           self._markers_pub, self._diagnostics_pub):
             self.destroy_lifecycle_publisher(publisher)
-        del self._session, self._frames
+        del self._session, self._frames, self._boxes, self._detections
         self.config = None
 
     def destroy_node(self) -> None:
@@ -195,7 +206,8 @@ class Sam2Node(LifecycleNode):
         config, header = self.config, frame.header
         masks = {object_id: result.mask for object_id, result in results.items()}
         if self._wanted(config.publish_masks, self._masks_pub):
-            self._masks_pub.publish(services.object_mask_array(header, results))
+            self._masks_pub.publish(services.object_mask_array(
+                header, results, labels=self._detections.labels()))
         if self._wanted(config.publish_label_image, self._label_pub):
             dtype = np.uint8 if config.label_image_encoding == "mono8" else np.uint16
             labels = visualization.label_image(masks, height=frame.height, width=frame.width,
@@ -205,6 +217,7 @@ class Sam2Node(LifecycleNode):
         if self._wanted(config.publish_overlay, self._overlay_pub):
             self._overlay_pub.publish(conversions.array_to_image(
                 visualization.overlay(frame.rgb, masks), encoding="rgb8", header=header))
+        self._detections.publish(header, results)  # ~/detections, while subscribed
         if self._wanted(config.publish_markers, self._markers_pub):
             boxes = {object_id: box for object_id, mask in masks.items()
                      if (box := visualization.bounding_box(mask)) is not None}
@@ -217,7 +230,8 @@ class Sam2Node(LifecycleNode):
             stats=self._stats.snapshot(now=time.monotonic()), dropped=self._worker.dropped,
             objects=self._objects, memory_bytes=self._memory_bytes,
             extra={"frames_rejected": str(self._rejected_frames),
-                   "frames_buffered": str(len(self._frames))})
+                   "frames_buffered": str(len(self._frames)),
+                   **self._detections.diagnostics()})
         self._diagnostics_pub.publish(DiagnosticArray(
             header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 

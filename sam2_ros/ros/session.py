@@ -12,11 +12,13 @@ Frames the worker skipped (a newer one arrived first) never entered the memory, 
 inserting one now would change what every later frame saw, so a stamped prompt on a
 skipped frame is refused with the stamps of the nearest tracked frames. A frame newer than
 the last tracked one is tracked on the spot (the worker would have tracked it next).
+Several prompts on one frame (`add_prompts`, e.g. a detector's boxes) share one replay.
+An optional observer is told every result the session makes, replayed ones included.
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -91,14 +93,20 @@ class TrackedFrame:
     edits: list[Prompt | Removal] = field(default_factory=list)  # in the order applied
 
 
+# Told every result the session makes: (frame, results, tracked) where `tracked` is true
+# for a whole (re-)tracked frame and false for the objects a prompt changed on it.
+ResultObserver = Callable[[BufferedFrame, Mapping[int, ObjectResultLike], bool], None]
+
+
 class TrackingSession:
     """Feeds frames to the tracker and applies prompts on the frame they name."""
 
     def __init__(self, tracker: TrackerLike, *, frames: FrameBuffer, capacity: int,
-                 max_objects: int) -> None:
+                 max_objects: int, observer: ResultObserver | None = None) -> None:
         self._tracker = tracker
         self._frames = frames
         self._max_objects = max_objects
+        self._observer = observer
         # One snapshot per tracked frame: memory bounded by the buffer length (TrackerSnapshot).
         self._history: deque[TrackedFrame] = deque(maxlen=capacity)
 
@@ -122,19 +130,34 @@ class TrackingSession:
         before = self._tracker.snapshot()
         results = self._tracker.track(frame.rgb)
         self._history.append(TrackedFrame(frame=frame, before=before))
+        if self._observer is not None:
+            self._observer(frame, results, True)
         return results
 
     def add_prompt(self, prompt: Prompt) -> tuple[BufferedFrame, ObjectResultLike]:
         """Apply the prompt on its frame and return that frame and the object's result there."""
-        target = self._target(prompt.stamp_ns)
+        target, results = self.add_prompts([prompt])
+        return target, results[0]
+
+    def add_prompts(self, prompts: Sequence[Prompt]
+                    ) -> tuple[BufferedFrame, list[ObjectResultLike]]:
+        """Apply prompts that name one frame, in order, with at most one replay; return the
+        frame and each prompt's result. All are checked before any applies."""
+        stamps = {prompt.stamp_ns for prompt in prompts}
+        if len(stamps) != 1:
+            raise PromptError(f"prompts applied together must name one frame; given stamps "
+                              f"{', '.join(sorted(map(format_stamp, stamps))) or 'none'}")
+        target = self._target(stamps.pop())
         replay = self._replay_from(target)
-        self._check(prompt, target, replay)
+        self._check_peak(prompts, replay)
+        for prompt in prompts:
+            self._check(prompt, target)
         if replay:
-            return target, self._prompt_past(prompt, replay)
+            return target, self._prompt_past(prompts, replay)
         last = self.last_frame
         if last is None or target.seq > last.seq:
             self._track(target)
-        return target, self._apply(prompt)
+        return target, [self._apply(prompt) for prompt in prompts]
 
     def _target(self, stamp_ns: int) -> BufferedFrame:
         if stamp_ns != 0:
@@ -162,12 +185,16 @@ class TrackingSession:
             f"the memory has no trace of it to prompt; the nearest tracked frames have stamps "
             f"{' and '.join(format_stamp(f.stamp_ns) for f in nearest)}")
 
-    def _check(self, prompt: Prompt, frame: BufferedFrame, replay: list[TrackedFrame]) -> None:
-        """Checks that need the frame; everything else was checked on the request."""
-        if self._peak_objects(prompt, replay) > self._max_objects:
+    def _check_peak(self, prompts: Sequence[Prompt], replay: list[TrackedFrame]) -> None:
+        if self._peak_objects(prompts, replay) > self._max_objects:
             where = " on or after that frame" if replay else ""
-            raise PromptError(f"cannot add object {prompt.object_id}: already tracking "
+            ids = ", ".join(str(prompt.object_id) for prompt in prompts)
+            raise PromptError(f"cannot add object{'s' if len(prompts) > 1 else ''} {ids}: "
+                              f"already tracking "
                               f"{self._max_objects} objects (max_objects){where}")
+
+    def _check(self, prompt: Prompt, frame: BufferedFrame) -> None:
+        """Checks that need the frame; everything else was checked on the request."""
         width, height = frame.width, frame.height
         if prompt.points is not None and len(prompt.points):
             xs, ys = prompt.points[:, 0], prompt.points[:, 1]
@@ -186,15 +213,15 @@ class TrackingSession:
             raise PromptError(f"mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]}; "
                               f"expected the frame's size {width}x{height}")
 
-    def _peak_objects(self, prompt: Prompt, replay: list[TrackedFrame]) -> int:
-        """The most objects tracked at once with the prompt applied (and the edits after it
-        replayed)."""
+    def _peak_objects(self, prompts: Sequence[Prompt], replay: list[TrackedFrame]) -> int:
+        """The most objects tracked at once with the prompts applied (and the edits after
+        them replayed)."""
         if not replay:
-            return len({*self._tracker.object_ids, prompt.object_id})
+            return len({*self._tracker.object_ids, *(p.object_id for p in prompts)})
         first, *later = replay
         ids = set(first.before.object_ids)
         peak = len(ids)
-        for edit in [*first.edits, prompt, *(e for entry in later for e in entry.edits)]:
+        for edit in [*first.edits, *prompts, *(e for entry in later for e in entry.edits)]:
             if isinstance(edit, Removal):
                 ids.discard(edit.object_id)
             else:
@@ -208,22 +235,25 @@ class TrackingSession:
                                           labels=prompt.labels, box=prompt.box,
                                           mask=prompt.mask, clear_old=prompt.clear_old)
         self._history[-1].edits.append(prompt)
+        if self._observer is not None:
+            self._observer(self._history[-1].frame, {prompt.object_id: result}, False)
         return result
 
     def _remove(self, removal: Removal) -> None:
         self._tracker.remove_object(removal.object_id)
         self._history[-1].edits.append(removal)
 
-    def _prompt_past(self, prompt: Prompt, replay: list[TrackedFrame]) -> ObjectResultLike:
+    def _prompt_past(self, prompts: Sequence[Prompt], replay: list[TrackedFrame]
+                     ) -> list[ObjectResultLike]:
         """Back to just before the prompted frame, then forward again with every edit given
-        since; the new prompt follows the edits already made on its frame."""
+        since; the new prompts follow the edits already made on their frame."""
         first, *later = replay
         self._tracker.restore(first.before)
         for _ in replay:
             self._history.pop()
         self._retrack(first)
         try:
-            return self._apply(prompt)
+            return [self._apply(prompt) for prompt in prompts]
         finally:
             # Forward to now even when the prompt failed: that is exactly where it was.
             for entry in later:

@@ -9,11 +9,12 @@ frame the detector saw, in two stages:
    overlapping boxes a robot tracks both give the same pairs except on near-ties, and greedy
    needs no solver and is easy to reason about. A matched object whose mask box still agrees
    (IoU >= `reprompt_iou`) is kept as is; one that drifted is re-prompted with the box.
-2. **Recovery**: detections left over and objects left over (hidden, gone off on another
-   object, or not yet born on that frame) are paired greedily by the distance between the
-   detection's centre and the object's last confirmed box (the last detection box it was
-   matched to, else its last mask box), within `RECOVERY_DISTANCE` detection diagonals and,
-   where both have one, the same class: those objects are re-prompted, keeping their ids.
+2. **Recovery**: detections left over and objects left over (hidden, gone off onto another
+   object, spread far beyond their box, or not yet born on that frame) are paired greedily by
+   the distance between box centres, in diagonals of the larger of the two boxes, within
+   `RECOVERY_DISTANCE`; the object's box is its last confirmed one (the last detection box it
+   was matched to, else its last mask box) or its mask box on the frame, whichever is closer.
+   Where both have a class it must agree. Those objects are re-prompted, keeping their ids.
 
 Detections still unmatched start new objects (score >= `min_score`, class in `classes`),
 unless one overlaps a tracked object's box by `reprompt_iou` or more (a second box on the
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Recovery gate: a lost object's last box centre within this many detection diagonals.
+# Recovery gate: box centres within this many diagonals (of the larger box) of each other.
 RECOVERY_DISTANCE = 1.0
 
 
@@ -126,8 +127,10 @@ def admitted(detection: Detection, config: AssociationConfig) -> bool:
     return not config.classes or int(detection.class_id) in config.classes
 
 
-def _centre(box: np.ndarray) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance between the boxes' centres in diagonals of the larger box."""
+    diagonal = max(np.hypot(*(a[2:] - a[:2])), np.hypot(*(b[2:] - b[:2])))
+    return float(np.linalg.norm((a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2) / diagonal)
 
 
 class Associator:
@@ -169,16 +172,16 @@ class Associator:
         left = [i for i in usable if i not in matched_dets]
         closeness = np.full((len(lost), len(left)), -np.inf)  # -distance in diagonals
         for row, object_id in enumerate(lost):
-            anchor = records[object_id].box
-            anchor = last_seen[object_id] if anchor is None else anchor
+            confirmed = records[object_id].box
+            anchors = [last_seen[object_id] if confirmed is None else confirmed,
+                       on_frame[object_id]]
+            record_class = records[object_id].class_id
             for col, index in enumerate(left):
                 detection = detections[index]
-                record_class = records[object_id].class_id
                 if record_class and detection.class_id and record_class != detection.class_id:
                     continue
-                diagonal = np.hypot(*(detection.box[2:] - detection.box[:2]))
-                distance = np.linalg.norm(_centre(anchor) - _centre(detection.box))
-                closeness[row, col] = -distance / diagonal
+                closeness[row, col] = -min(_distance(anchor, detection.box)
+                                           for anchor in anchors if anchor is not None)
         for row, col in greedy_assignment(closeness, minimum=-RECOVERY_DISTANCE):
             reprompted.append((lost[row], left[col]))
             matched_ids.add(lost[row])

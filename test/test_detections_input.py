@@ -145,7 +145,7 @@ def test_without_vision_msgs_the_node_says_so_and_runs_without_detections(monkey
             warning=logged.append, info=logged.append))
         inputs = detections_input.DetectionsInput(
             node, NodeConfig(detections_topic="detections"), session=None, boxes=None,
-            frames=None, submit=None, max_object_id=65535)
+            frames=None, submit=None, max_object_id=lambda: 65535)
         inputs.activate()
         assert len(logged) == 1 and "vision_msgs is not importable" in logged[0]
         assert "(detections_topic)" in logged[0]

@@ -219,9 +219,16 @@ def test_node_in_process(context) -> None:
         # Lifecycle: deactivate, clean up, and a bad parameter fails configure clearly.
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-        node.set_parameters([Parameter("device", value="gpu7")])
-        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        result = node.set_parameters([Parameter("device", value="gpu7")])[0]
+        assert not result.successful and "expected cpu, cuda, cuda:N or mps" in result.reason
+    # A bad value from a params file (not checked when declared) fails configure clearly.
+    bad = Sam2Node("sam2_bad", context=context,
+                   parameter_overrides=[*overrides, Parameter("device", value="gpu7")])
+    try:
+        assert bad.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert bad._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        bad.destroy_node()
 
 
 @pytest.fixture

@@ -118,14 +118,16 @@ class DetectionsInput:
     def __init__(self, node: LifecycleNode, config: NodeConfig, *, session: TrackingSession,
                  boxes: BoxHistory, frames: FrameBuffer,
                  submit: Callable[[Callable[[], object]], Future],
-                 max_object_id: int) -> None:
+                 max_object_id: Callable[[], int]) -> None:
+        """`max_object_id` and the session's `max_objects` are read each round (both may
+        change live)."""
         self._node, self._config = node, config
         self._session, self._boxes, self._frames, self._submit = session, boxes, frames, submit
+        self._max_object_id = max_object_id
         self._associator = Associator(AssociationConfig(
             match_iou=config.match_iou, reprompt_iou=config.reprompt_iou,
             min_score=config.min_score, classes=frozenset(config.classes),
-            forget_after=config.forget_after, manage_prompted=config.manage_prompted,
-            max_objects=config.max_objects, max_object_id=max_object_id))
+            forget_after=config.forget_after, manage_prompted=config.manage_prompted))
         self._vision = import_vision_msgs()
         self.enabled = config.detections_enabled
         self._counts: Counter[str] = Counter()
@@ -251,6 +253,9 @@ class DetectionsInput:
         if not detections:
             return
         tracked = self._session.object_ids
+        self._associator.config = dataclasses.replace(
+            self._associator.config, max_objects=self._session.max_objects,
+            max_object_id=self._max_object_id())
         self._associator.forget_untracked(tracked)
         last_seen = self._boxes.last_seen()
         plan = self._associator.plan(
@@ -277,4 +282,4 @@ class DetectionsInput:
                     detections_dropped_over_max=plan.over_max)
         if plan.over_max:
             self._warn(f"{plan.over_max} new detections dropped: already tracking "
-                       f"{self._config.max_objects} objects (max_objects)")
+                       f"{self._session.max_objects} objects (max_objects)")

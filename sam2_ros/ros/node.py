@@ -8,7 +8,10 @@ default) it configures and activates itself, so it also runs as a plain node:
 """
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -16,10 +19,13 @@ from collections.abc import Callable
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -31,8 +37,10 @@ from sam2_ros.ros.box_history import BoxHistory  # detector-driven tracking
 from sam2_ros.ros.detections_input import DetectionsInput  # detector-driven tracking
 from sam2_ros.ros.diagnostics import TrackingStats, diagnostic_status
 from sam2_ros.ros.frame_buffer import BufferedFrame, FrameBuffer
+from sam2_ros.ros.memory import release_free_memory
 from sam2_ros.ros.model_loading import ModelLoadError, build_tracker
-from sam2_ros.ros.parameters import NodeConfig, ParameterError, declare_parameters, read_config
+from sam2_ros.ros.parameters import (NodeConfig, ParameterError, check_update,
+                                     declare_parameters, read_config)
 from sam2_ros.ros.session import TrackingSession
 from sam2_ros.ros.worker import Worker
 from sam2_ros.srv import AddPrompt, RemoveObject
@@ -43,50 +51,77 @@ SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FA
 
 
 class Sam2Node(LifecycleNode):
-    """Tracks objects on a camera stream; prompted through ~/add_prompt."""
+    """Tracks objects on a camera stream; prompted through ~/add_prompt.
+
+    rclpy's Node keeps its own `_services`, `_subscriptions`, `_publishers`, `_timers`, ...
+    (what the executor serves): our handles live under other names (test_ros_lifecycle
+    checks that no attribute of ours shadows one of the base class's).
+    """
 
     def __init__(self, node_name: str = "sam2", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         declare_parameters(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.config: NodeConfig | None = None
-        self._subscriptions: list = []
+        self._camera_subs: list = []
+        self._sam2_pubs: list = []
+        self._sam2_srvs: list = []
+        self._diagnostics_timer = None
+        self._worker: Worker[BufferedFrame] | None = None
+        self._detections: DetectionsInput | None = None
         self._active = False
+        self._shutting_down = False
+        self._calls_in_flight = 0
+        self._calls_lock = threading.Lock()
         self._rejected_frames = 0
         # Written by the worker after each frame, read by the diagnostics timer.
         self._objects = 0
         self._memory_bytes = 0
+        self._frame_age = 0.0  # s, ROS clock minus the stamp of the last published frame
 
     # Lifecycle ------------------------------------------------------------------------
-    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        # rclpy swallows exceptions from transition callbacks: report them here.
+    def _transition(self, name: str, action: Callable[[], None]) -> TransitionCallbackReturn:
+        """Run a transition; a failure is logged with its reason and returns FAILURE.
+        rclpy turns an exception into ERROR without a word, so none escapes."""
         try:
-            self._configure()
+            action()
         except (ParameterError, ModelLoadError) as error:
-            self.get_logger().error(str(error))
+            self.get_logger().error(f"{name} failed: {error}")
             return FAILURE
         except Exception:
-            self.get_logger().error(f"configure failed:\n{traceback.format_exc()}")
+            self.get_logger().error(f"{name} failed:\n{traceback.format_exc()}")
             return FAILURE
         return SUCCESS
 
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("configure", self._configure)
+
     def _configure(self) -> None:
+        """Build everything; on any failure (or Ctrl-C while the model loads) release what
+        was made so far, so a later configure starts clean."""
         config = read_config(self)
+        self.get_logger().info(f"configuring: loading SAM 2 {config.model_size} "
+                               f"({config.backend} on {config.device})")
+        try:
+            self._build(config)
+        except BaseException:
+            self._release()
+            raise
+        self.get_logger().info(
+            f"configured: {config.model_size} at {config.image_size} px on {config.device} "
+            f"({config.dtype}); camera {self.resolve_topic_name(config.image_topic)}")
+
+    def _build(self, config: NodeConfig) -> None:
         tracker = build_tracker(config, info=self.get_logger().info,
                                 warn=self.get_logger().warning)
-        self.config = config
         self._frames = FrameBuffer(capacity=config.frame_buffer_length)
         self._boxes = BoxHistory(capacity=config.frame_buffer_length)  # detections
         self._session = TrackingSession(tracker, frames=self._frames,
                                         capacity=config.frame_buffer_length,
                                         max_objects=config.max_objects,
                                         observer=self._boxes.observe)  # detections
-        self._max_object_id = 255 if config.label_image_encoding == "mono8" else 65535
         self._stats = TrackingStats()
-        self._worker: Worker[BufferedFrame] = Worker(handle_item=self._track_frame,
-                                                     on_error=self._log_frame_error)
-        self._detections = DetectionsInput(  # detector-driven tracking
-            self, config, session=self._session, boxes=self._boxes, frames=self._frames,
-            submit=self._worker.submit, max_object_id=self._max_object_id)
+        self._rejected_frames = self._objects = self._memory_bytes = 0
         self._service_group = ReentrantCallbackGroup()
         self._camera_group = MutuallyExclusiveCallbackGroup()
         publisher = self.create_lifecycle_publisher
@@ -95,74 +130,134 @@ class Sam2Node(LifecycleNode):
         self._overlay_pub = publisher(Image, "~/overlay", 10)
         self._markers_pub = publisher(MarkerArray, "~/markers", 10)
         self._diagnostics_pub = publisher(DiagnosticArray, "/diagnostics", 10)
-        self._services = [
-            self.create_service(AddPrompt, "~/add_prompt", self._on_add_prompt,
-                                qos_profile=SERVICE_QOS, callback_group=self._service_group),
-            self.create_service(RemoveObject, "~/remove_object", self._on_remove_object,
-                                qos_profile=SERVICE_QOS, callback_group=self._service_group),
-            self.create_service(Trigger, "~/reset", self._on_reset,
-                                qos_profile=SERVICE_QOS, callback_group=self._service_group),
-        ]
+        self._sam2_pubs = [self._masks_pub, self._label_pub, self._overlay_pub,
+                           self._markers_pub, self._diagnostics_pub]
+        for kind, name, callback in [(AddPrompt, "~/add_prompt", self._on_add_prompt),
+                                     (RemoveObject, "~/remove_object", self._on_remove_object),
+                                     (Trigger, "~/reset", self._on_reset)]:
+            self._sam2_srvs.append(self.create_service(
+                kind, name, callback, qos_profile=SERVICE_QOS,
+                callback_group=self._service_group))
         self._diagnostics_timer = self.create_timer(config.diagnostics_period,
                                                     self._publish_diagnostics)
+        self._worker = Worker(handle_item=self._track_frame, on_error=self._log_frame_error)
         self._worker.start()
-        self.get_logger().info(
-            f"configured: {config.model_size} at {config.image_size} px on {config.device} "
-            f"({config.dtype}); camera {self.resolve_topic_name(config.image_topic)}")
+        self.config = config
+        self._detections = DetectionsInput(  # detector-driven tracking
+            self, config, session=self._session, boxes=self._boxes, frames=self._frames,
+            submit=self._worker.submit, max_object_id=lambda: self._max_object_id)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._transition("activate", self._subscribe)
+        return super().on_activate(state) if result == SUCCESS else result
+
+    def _subscribe(self) -> None:
         config = self.config
-        self._subscriptions = [self.create_subscription(
+        self._camera_subs.append(self.create_subscription(
             Image, config.image_topic, self._on_image, qos_profile_sensor_data,
-            callback_group=self._camera_group)]
+            callback_group=self._camera_group))
         if config.compressed_image_topic:
-            self._subscriptions.append(self.create_subscription(
+            self._camera_subs.append(self.create_subscription(
                 CompressedImage, config.compressed_image_topic, self._on_compressed_image,
                 qos_profile_sensor_data, callback_group=self._camera_group))
         self._detections.activate()  # detector-driven tracking
         self._active = True
-        return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._unsubscribe()
-        return super().on_deactivate(state)
+        result = self._transition("deactivate", self._unsubscribe)
+        return super().on_deactivate(state) if result == SUCCESS else result
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return SUCCESS
+        return self._transition("cleanup", self._release)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._unsubscribe()
-        self._release()
-        return SUCCESS
+        return self._transition("shutdown", self._release)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """After a transition raised: release everything, back to unconfigured."""
+        return self._transition("error recovery", self._release)
 
     def _unsubscribe(self) -> None:
         self._active = False
-        for subscription in self._subscriptions:
+        for subscription in self._camera_subs:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
-        if self.config is not None:
+        self._camera_subs = []
+        if self._detections is not None:
             self._detections.deactivate()  # detector-driven tracking
 
     def _release(self) -> None:
-        """Stop the worker and drop what configure made (the model with it)."""
-        if self.config is None:
-            return
-        self._worker.stop()
-        self._detections.destroy()  # detector-driven tracking
-        for service in self._services:
+        """Stop the worker and drop everything configure made (the model with it).
+        Safe on a half-built configuration and when called twice."""
+        self._unsubscribe()
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        for service in self._sam2_srvs:
             self.destroy_service(service)
-        self.destroy_timer(self._diagnostics_timer)
-        for publisher in (self._masks_pub, self._label_pub, self._overlay_pub,
-                          self._markers_pub, self._diagnostics_pub):
+        self._sam2_srvs = []
+        if self._detections is not None:
+            self._detections.destroy()  # detector-driven tracking
+            self._detections = None
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        for publisher in self._sam2_pubs:
             self.destroy_lifecycle_publisher(publisher)
-        del self._session, self._frames, self._boxes, self._detections
+        self._sam2_pubs = []
+        for name in ("_session", "_frames", "_boxes", "_stats", "_masks_pub", "_label_pub",
+                     "_overlay_pub", "_markers_pub", "_diagnostics_pub"):
+            self.__dict__.pop(name, None)
         self.config = None
+        release_free_memory()
+
+    def stop_serving(self, *, timeout: float = 2.0) -> None:
+        """Shutting down: refuse new calls, fail the queued ones, and give the executor up to
+        `timeout` s to send those answers before it goes."""
+        self._shutting_down = True
+        self._unsubscribe()
+        if self._worker is not None:
+            self._worker.stop()
+        deadline = time.monotonic() + timeout
+        while self._calls_in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def destroy_node(self) -> None:
-        if self.config is not None:
-            self._worker.stop()
+        self._release()
         super().destroy_node()
+
+    # Parameters -----------------------------------------------------------------------
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Validate a change; while configured apply a live one at once, refuse the others."""
+        changes = {p.name: p.value for p in parameters if p.name in NodeConfig.__annotations__}
+        try:
+            if (self.config is not None and changes.get("label_image_encoding") == "mono8"
+                    and max(self._session.object_ids, default=0) > 255):
+                raise ParameterError("label_image_encoding=mono8 holds ids up to 255 but "
+                                     f"object ids {self._session.object_ids} are tracked")
+            updated = check_update(self.config, changes)
+        except ParameterError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        if updated is not None:
+            self._apply_live(updated)
+        return SetParametersResult(successful=True)
+
+    def _apply_live(self, config: NodeConfig) -> None:
+        old, self.config = self.config, config
+        self._session.max_objects = config.max_objects
+        if config.diagnostics_period != old.diagnostics_period:
+            self._diagnostics_timer.timer_period_ns = int(config.diagnostics_period * 1e9)
+        changed = {name: value for name, value in vars(config).items()
+                   if value != getattr(old, name)}
+        if changed:
+            self.get_logger().info(f"parameters applied: {changed}")
+
+    @property
+    def _max_object_id(self) -> int:
+        return 255 if self.config.label_image_encoding == "mono8" else 65535
+
+    def _now(self) -> float:
+        """Seconds on the node's clock: ROS time (a bag's /clock) with use_sim_time."""
+        return self.get_clock().now().nanoseconds * 1e-9
 
     # Camera ---------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -173,7 +268,10 @@ class Sam2Node(LifecycleNode):
 
     def _accept(self, header: Header, convert: Callable[[], np.ndarray]) -> None:
         """Convert, buffer, and hand the frame to the worker; never blocks on tracking."""
-        received = time.monotonic()
+        worker, frames = self._worker, getattr(self, "_frames", None)
+        if not self._active or worker is None or frames is None:
+            return  # a frame still in flight while deactivating
+        received = self._now()
         try:
             rgb = convert()
         except conversions.ImageConversionError as error:
@@ -181,15 +279,16 @@ class Sam2Node(LifecycleNode):
             self.get_logger().warning(f"camera frame rejected: {error}",
                                       throttle_duration_sec=5.0)
             return
-        self._worker.offer(self._frames.append(header, rgb, received))
+        worker.offer(frames.append(header, rgb, received))
 
     def _track_frame(self, frame: BufferedFrame) -> None:
         results = self._session.track(frame)
         if results is None:
             return  # a stamped prompt tracked it already
         self._publish(frame, results)
-        finished = time.monotonic()
+        finished = self._now()
         self._stats.record(finished=finished, latency=finished - frame.received)
+        self._frame_age = finished - frame.stamp_ns * 1e-9
         self._objects = len(results)
         self._memory_bytes = self._session.memory_bytes()
 
@@ -227,9 +326,10 @@ class Sam2Node(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         status = diagnostic_status(
             name=f"{self.get_name()}: tracking", hardware_id=self.config.device,
-            stats=self._stats.snapshot(now=time.monotonic()), dropped=self._worker.dropped,
+            stats=self._stats.snapshot(now=self._now()), dropped=self._worker.dropped,
             objects=self._objects, memory_bytes=self._memory_bytes,
-            extra={"frames_rejected": str(self._rejected_frames),
+            extra={"frame_age_ms": f"{self._frame_age * 1e3:.1f}",
+                   "frames_rejected": str(self._rejected_frames),
                    "frames_buffered": str(len(self._frames)),
                    **self._detections.diagnostics()})
         self._diagnostics_pub.publish(DiagnosticArray(
@@ -238,9 +338,13 @@ class Sam2Node(LifecycleNode):
     # Services -------------------------------------------------------------------------
     def _run_job(self, job: Callable[[], object]) -> object:
         """Run a job on the worker (serialised with tracking) and wait for its result."""
+        if self._shutting_down:
+            raise RuntimeError("the node is shutting down")
         if not self._active:
             raise RuntimeError("the node is not active: activate it before calling services")
         future = self._worker.submit(job)
+        with self._calls_lock:
+            self._calls_in_flight += 1
         try:
             return future.result(timeout=self.config.service_timeout)
         except TimeoutError:
@@ -251,6 +355,9 @@ class Sam2Node(LifecycleNode):
             raise TimeoutError(f"the request is still running after "
                                f"{self.config.service_timeout} s (service_timeout); it "
                                f"will still be applied") from None
+        finally:
+            with self._calls_lock:
+                self._calls_in_flight -= 1
 
     def _on_add_prompt(self, request: AddPrompt.Request,
                        response: AddPrompt.Response) -> AddPrompt.Response:
@@ -289,25 +396,59 @@ class Sam2Node(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C; exit status 1 when autostart cannot configure it."""
-    rclpy.init(args=args)
-    node = Sam2Node()
+    """Run the node until SIGINT or SIGTERM (exit 0, also while the model still loads);
+    exit 1 when autostart cannot configure or activate it.
+
+    rclpy's own signal handler would shut the context down at once, dropping the service
+    calls still queued, and an exception raised by a handler inside torch or rclpy's C++
+    code aborts the interpreter. Ours only records the request; the main thread acts on it
+    once it is free (after a model load): new calls refused, queued ones answered
+    "shutting down", then the executor (spinning in its own thread) and the context go.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    requests: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, _: requests.append(number))
+    node: Sam2Node | None = None
     # Service callbacks wait for the worker; extra threads keep the camera flowing.
     executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
+    spinner = threading.Thread(target=_spin, args=(executor,), name="sam2_executor", daemon=True)
     try:
-        if node.get_parameter("autostart").value:
-            if node.trigger_configure() != SUCCESS or node.trigger_activate() != SUCCESS:
-                node.get_logger().fatal("autostart failed: see the errors above")
+        node = Sam2Node()
+        executor.add_node(node)
+        spinner.start()
+        if node.get_parameter("autostart").value and not requests and (
+                node.trigger_configure() != SUCCESS
+                or (not requests and node.trigger_activate() != SUCCESS)):
+            if not requests:
+                node.get_logger().error("autostart failed: see the errors above")
                 return 1
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not requests and spinner.is_alive():
+            time.sleep(0.1)
+        if requests:
+            node.get_logger().info(f"{signal.Signals(requests[0]).name}: shutting down")
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        # A second request while stopping ends the process at once.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: os._exit(0))
+        try:
+            if node is not None:
+                node.stop_serving()
+        finally:
+            executor.shutdown(timeout_sec=5)
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+            if spinner.is_alive():  # a thread left in rcl at exit aborts the interpreter
+                spinner.join(timeout=5)
     return 0
+
+
+def _spin(executor: MultiThreadedExecutor) -> None:
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 `declare_parameters` gives every parameter a descriptor (description, range or choices)
 so `ros2 param describe` explains it; `validate` checks the same limits without rclpy,
 so a bad params file fails at configure with every problem listed at once.
+
+While the node is configured, the parameters in `LIVE` change at once (`check_update`
+validates them and the node applies them); every other one is refused with a reason that
+says to reconfigure, since the model, its memory and the subscriptions are built from it.
 """
 from __future__ import annotations
 
@@ -17,6 +21,10 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 DTYPES = ("float32", "float16", "bfloat16")
 LABEL_ENCODINGS = ("mono16", "mono8")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+# Parameters that apply while configured (the node reads them per frame or per call).
+LIVE = frozenset({"publish_masks", "publish_label_image", "label_image_encoding",
+                  "publish_overlay", "publish_markers", "diagnostics_period", "max_objects",
+                  "service_timeout", "autostart"})
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,9 @@ class ParameterError(ValueError):
 def descriptor(name: str) -> ParameterDescriptor:
     """The ROS descriptor of one parameter: description, constraints and range."""
     spec = SPECS[name]
-    result = ParameterDescriptor(name=name, description=spec.description)
+    when = (" Applies at once." if name in LIVE
+            else " Fixed while configured: clean up, set, configure again.")
+    result = ParameterDescriptor(name=name, description=spec.description + when)
     if spec.choices:
         result.additional_constraints = f"one of {', '.join(spec.choices)}"
     if spec.int_range is not None:
@@ -138,30 +148,52 @@ def descriptor(name: str) -> ParameterDescriptor:
     return result
 
 
+def field_problems(name: str, value: object) -> list[str]:
+    """What is wrong with one parameter's value (empty when it is valid)."""
+    spec, problems = SPECS[name], []
+    if spec.choices and value not in spec.choices:
+        problems.append(f"{name}={value!r}: expected one of {list(spec.choices)}")
+    if spec.int_range is not None:
+        low, high, step = spec.int_range
+        if not (low <= value <= high and (value - low) % step == 0):
+            problems.append(f"{name}={value}: expected {low}..{high} in steps of {step}")
+    if spec.float_range is not None:
+        low, high = spec.float_range
+        if not low <= value <= high:
+            problems.append(f"{name}={value}: expected {low}..{high}")
+    if name == "device" and not _DEVICE.match(value):
+        problems.append(f"device={value!r}: expected cpu, cuda, cuda:N or mps")
+    if name == "classes" and not all(isinstance(c, int) and not isinstance(c, bool)
+                                     for c in value or ()):
+        problems.append(f"classes={list(value or ())!r}: expected integer class ids")
+    if name == "image_topic" and not value:
+        problems.append("image_topic is empty: the node needs a camera topic")
+    return problems
+
+
 def validate(config: NodeConfig) -> NodeConfig:
     """Return config unchanged, or raise ParameterError listing every bad value."""
-    problems = []
-    for field in dataclasses.fields(config):
-        spec, value = SPECS[field.name], getattr(config, field.name)
-        if spec.choices and value not in spec.choices:
-            problems.append(f"{field.name}={value!r}: expected one of {list(spec.choices)}")
-        if spec.int_range is not None:
-            low, high, step = spec.int_range
-            if not (low <= value <= high and (value - low) % step == 0):
-                problems.append(f"{field.name}={value}: expected {low}..{high} in steps of {step}")
-        if spec.float_range is not None:
-            low, high = spec.float_range
-            if not low <= value <= high:
-                problems.append(f"{field.name}={value}: expected {low}..{high}")
-    if not _DEVICE.match(config.device):
-        problems.append(f"device={config.device!r}: expected cpu, cuda, cuda:N or mps")
-    if not all(isinstance(c, int) and not isinstance(c, bool) for c in config.classes):
-        problems.append(f"classes={list(config.classes)!r}: expected integer class ids")
-    if not config.image_topic:
-        problems.append("image_topic is empty: the node needs a camera topic")
+    problems = [problem for field in dataclasses.fields(config)
+                for problem in field_problems(field.name, getattr(config, field.name))]
     if problems:
         raise ParameterError("invalid parameters: " + "; ".join(problems))
     return config
+
+
+def check_update(config: NodeConfig | None, changes: dict[str, object]) -> NodeConfig | None:
+    """The configuration after `changes` (names of NodeConfig fields only), or
+    ParameterError saying why not. `config` is the running one (None: unconfigured, when
+    any valid value is accepted and read at the next configure)."""
+    problems = [problem for name, value in changes.items()
+                for problem in field_problems(name, value)]
+    if config is not None:
+        problems += [f"{name} cannot change while the node is configured (it shapes the "
+                     f"model, its memory or the subscriptions): deactivate and clean up the "
+                     f"node, set it, then configure again"
+                     for name in changes if name not in LIVE]
+    if problems:
+        raise ParameterError("; ".join(problems))
+    return None if config is None else dataclasses.replace(config, **changes)
 
 
 def declare_parameters(node: Node) -> None:

@@ -105,7 +105,7 @@ class TrackingSession:
                  max_objects: int, observer: ResultObserver | None = None) -> None:
         self._tracker = tracker
         self._frames = frames
-        self._max_objects = max_objects
+        self.max_objects = max_objects
         self._observer = observer
         # One snapshot per tracked frame: memory bounded by the buffer length (TrackerSnapshot).
         self._history: deque[TrackedFrame] = deque(maxlen=capacity)
@@ -186,12 +186,12 @@ class TrackingSession:
             f"{' and '.join(format_stamp(f.stamp_ns) for f in nearest)}")
 
     def _check_peak(self, prompts: Sequence[Prompt], replay: list[TrackedFrame]) -> None:
-        if self._peak_objects(prompts, replay) > self._max_objects:
+        if self._peak_objects(prompts, replay) > self.max_objects:
             where = " on or after that frame" if replay else ""
             ids = ", ".join(str(prompt.object_id) for prompt in prompts)
             raise PromptError(f"cannot add object{'s' if len(prompts) > 1 else ''} {ids}: "
                               f"already tracking "
-                              f"{self._max_objects} objects (max_objects){where}")
+                              f"{self.max_objects} objects (max_objects){where}")
 
     def _check(self, prompt: Prompt, frame: BufferedFrame) -> None:
         """Checks that need the frame; everything else was checked on the request."""

@@ -128,7 +128,8 @@ def test_detection2d_arrays_in_and_out() -> None:
         {4: ("41", 0.75)})
     assert [d.id for d in out.detections] == ["4", "6"] and out.header.frame_id == "cam"
     box = out.detections[0].bbox
-    assert (box.center.position.x, box.center.position.y, box.size_x, box.size_y) == (20, 10, 20, 10)
+    assert (box.center.position.x, box.center.position.y) == (20, 10)
+    assert (box.size_x, box.size_y) == (20, 10)
     hypothesis = out.detections[0].results[0].hypothesis
     assert (hypothesis.class_id, hypothesis.score) == ("41", pytest.approx(0.75))
     assert out.detections[1].results == []  # prompted through the service: no class

@@ -204,10 +204,12 @@ class Associator:
             taken.add(object_id)
             created.append((object_id, index))
 
-        # Forgetting: a round neither matched nor visible (nor, if unconfirmed, matched) is a miss.
+        # Forgetting: a round where an object is neither matched nor visible is a miss; for an
+        # unconfirmed detector-made object only a match counts (its mask may be a false box's).
         missed, forgotten = {}, []
         for object_id, record in records.items():
-            seen = on_frame[object_id] is not None and (record.confirmed or not record.from_detector)
+            trusted = record.confirmed or not record.from_detector
+            seen = on_frame[object_id] is not None and trusted
             missed[object_id] = 0 if object_id in matched_ids or seen else record.missed + 1
             if missed[object_id] >= config.forget_after and \
                     (record.from_detector or config.manage_prompted):
@@ -240,7 +242,8 @@ class Associator:
             del self.records[object_id]
 
     def _free_id(self, start: int, taken: set[int]) -> tuple[int, int]:
-        """The first id from `start` on (wrapping past max_object_id) not in `taken`, and the next."""
+        """The first id from `start` on (wrapping past max_object_id) not in `taken`, and the
+        one after it."""
         limit = self.config.max_object_id
         object_id = start
         while object_id in taken:

@@ -17,7 +17,7 @@ from std_msgs.msg import Header  # noqa: E402
 from sam2_ros.ros import detections_input  # noqa: E402
 from sam2_ros.ros.box_history import BoxHistory, StaleStampError, frame_period_ns  # noqa: E402
 from sam2_ros.ros.frame_buffer import FrameBuffer  # noqa: E402
-from sam2_ros.ros.parameters import NodeConfig  # noqa: E402
+from sam2_ros.ros.parameters import NodeConfig, ParameterError, validate  # noqa: E402
 from sam2_ros.ros.session import PromptError, TrackingSession  # noqa: E402
 from test_ros_session import RecordingTracker, make_session, prompt, receive  # noqa: E402
 
@@ -161,3 +161,10 @@ def test_without_vision_msgs_the_node_says_so_and_runs_without_detections(monkey
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_classes_parameter_reads_lists_and_empty_yaml_lists_and_refuses_names() -> None:
+    assert NodeConfig(classes=[41, 47]).classes == (41, 47)
+    assert NodeConfig(classes=None).classes == ()  # an empty YAML list reads as no value
+    with pytest.raises(ParameterError, match=r"classes=\['cup'\]: expected integer class ids"):
+        validate(NodeConfig(classes=["cup"]))

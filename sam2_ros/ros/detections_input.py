@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -33,7 +34,7 @@ from sam2_ros.ros.frame_buffer import FrameBuffer, FrameNotBufferedError, stamp_
 from sam2_ros.ros.parameters import NodeConfig
 from sam2_ros.ros.session import ObjectResultLike, Prompt, PromptError, TrackingSession
 
-WARN_PERIOD_S = 5.0
+WARN_PERIOD_S = 5.0  # per kind of problem
 # Diagnostics keys, in the order they are reported.
 COUNTERS = ("detection_arrays", "detections_received", "detections_matched",
             "detections_reprompted", "detections_new", "objects_forgotten",
@@ -132,6 +133,7 @@ class DetectionsInput:
         self.enabled = config.detections_enabled
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()  # the callback and the worker both count
+        self._warned: dict[str, float] = {}  # kind -> time.monotonic() of its last warning
         self._detections_sub = None
         self._detections_pub = None
         self._enable_srv = None
@@ -204,18 +206,18 @@ class DetectionsInput:
             return
         if not msg.detections:
             self._count(detection_arrays_dropped_empty=1)
-            self._warn("detection array refused: it holds no detections")
+            self._warn("empty", "detection array refused: it holds no detections")
             return
         batch = detections_from_msg(msg, class_filter=bool(self._config.classes))
         self._count(detections_received=len(msg.detections),
                     detections_dropped_bad_box=batch.bad_boxes,
                     detections_dropped_bad_class=batch.bad_classes)
         if batch.bad_boxes:
-            self._warn(f"{batch.bad_boxes} detection boxes refused: NaN, infinite, or not a "
-                       f"positive size")
+            self._warn("bad_box", f"{batch.bad_boxes} detection boxes refused: NaN, "
+                       f"infinite, or not a positive size")
         if batch.bad_classes:
-            self._warn(f"{batch.bad_classes} detections refused: class id is not an integer "
-                       f"while classes={list(self._config.classes)} filters by id")
+            self._warn("bad_class", f"{batch.bad_classes} detections refused: class id is not "
+                       f"an integer while classes={list(self._config.classes)} filters by id")
         if batch.detections:
             self._submit(lambda: self._round(batch)).add_done_callback(self._round_done)
 
@@ -223,14 +225,19 @@ class DetectionsInput:
         error = future.exception()
         if error is not None and self._node.context.ok():
             self._count(detection_rounds_failed=1)
-            self._warn(f"detection round failed: {error!r}")
+            self._warn("failed", f"detection round failed: {error!r}")
 
     def _count(self, **increments: int) -> None:
         with self._counts_lock:
             self._counts.update(increments)
 
-    def _warn(self, message: str) -> None:
-        self._node.get_logger().warning(message, throttle_duration_sec=WARN_PERIOD_S)
+    def _warn(self, kind: str, message: str) -> None:
+        """At most one warning per kind every WARN_PERIOD_S (rclpy throttles per call site,
+        and every kind passes through here)."""
+        now = time.monotonic()
+        if now - self._warned.get(kind, -WARN_PERIOD_S) >= WARN_PERIOD_S:
+            self._warned[kind] = now
+            self._node.get_logger().warning(message)
 
     # The round (worker thread) ----------------------------------------------------------
     def _round(self, batch: DetectionBatch) -> None:
@@ -239,15 +246,15 @@ class DetectionsInput:
             entry = self._boxes.lookup(batch.stamp_ns, period_ns=period)
         except StaleStampError as error:
             self._count(detections_dropped_stale=len(batch.detections))
-            self._warn(f"detection array dropped: {error}")
+            self._warn("stale", f"detection array dropped: {error}")
             return
         detections = []
         for detection in batch.detections:
             box = clip_box(detection.box, width=entry.width, height=entry.height)
             if box is None:
                 self._count(detections_dropped_bad_box=1)
-                self._warn(f"detection box {np.round(detection.box, 1).tolist()} refused: it "
-                           f"lies outside the {entry.width}x{entry.height} image")
+                self._warn("outside", f"detection box {np.round(detection.box, 1).tolist()} "
+                           f"refused: it lies outside the {entry.width}x{entry.height} image")
             else:
                 detections.append(dataclasses.replace(detection, box=box))
         if not detections:
@@ -268,9 +275,13 @@ class DetectionsInput:
         if prompts:
             try:
                 self._session.add_prompts(prompts)
-            except (PromptError, FrameNotBufferedError) as error:
+            except FrameNotBufferedError as error:  # the frame left the buffer meanwhile
                 self._count(detections_dropped_stale=len(detections))
-                self._warn(f"detection array dropped: {error}")
+                self._warn("stale", f"detection array dropped: {error}")
+                return
+            except PromptError as error:  # e.g. max_objects exceeded on a replayed frame
+                self._count(detection_rounds_failed=1)
+                self._warn("failed", f"detection round not applied: {error}")
                 return
         for object_id in plan.forgotten:
             self._session.remove_object(object_id)
@@ -281,5 +292,5 @@ class DetectionsInput:
                     detections_filtered=plan.filtered,
                     detections_dropped_over_max=plan.over_max)
         if plan.over_max:
-            self._warn(f"{plan.over_max} new detections dropped: already tracking "
-                       f"{self._session.max_objects} objects (max_objects)")
+            self._warn("over_max", f"{plan.over_max} new detections dropped: already "
+                       f"tracking {self._session.max_objects} objects (max_objects)")

@@ -86,9 +86,11 @@ def image_to_mask(msg: Image) -> np.ndarray:
 def array_to_image(array: np.ndarray, *, encoding: str, header: Header) -> Image:
     """An (H, W) or (H, W, C) array as an Image with a tight step.
 
-    Supports rgb8 (H, W, 3 uint8), mono8 (H, W uint8) and mono16 (H, W uint16, little endian).
+    Supports rgb8 (H, W, 3 uint8), mono8 (H, W uint8), mono16 and 16UC1 (H, W uint16) and
+    32FC1 (H, W float32), little endian.
     """
-    expected = {"rgb8": (3, np.uint8), "mono8": (2, np.uint8), "mono16": (2, np.uint16)}
+    expected = {"rgb8": (3, np.uint8), "mono8": (2, np.uint8), "mono16": (2, np.uint16),
+                "16UC1": (2, np.uint16), "32FC1": (2, np.float32)}
     if encoding not in expected:
         raise ImageConversionError(
             f"cannot publish encoding {encoding!r}; expected one of {list(expected)}")
@@ -107,3 +109,28 @@ def array_to_image(array: np.ndarray, *, encoding: str, header: Header) -> Image
 def mask_to_image(mask: np.ndarray, *, header: Header) -> Image:
     """An (H, W) bool mask as a mono8 Image: 255 = object, 0 = background."""
     return array_to_image(mask.astype(np.uint8) * 255, encoding="mono8", header=header)
+
+
+# Depth images as drivers publish them: sample type per encoding.
+_DEPTH_DTYPES = {"16UC1": np.uint16, "mono16": np.uint16, "32FC1": np.float32}
+
+
+def depth_image_to_array(msg: Image) -> np.ndarray:
+    """A 16UC1 (or mono16; millimetres) or 32FC1 (metres) depth image as an (H, W) array of
+    uint16 or float32, native byte order; a view of the message's data when possible."""
+    if msg.encoding not in _DEPTH_DTYPES:
+        raise ImageConversionError(f"unsupported depth encoding {msg.encoding!r}; expected one "
+                                   f"of {list(_DEPTH_DTYPES)}")
+    _check_size(msg.width, msg.height)
+    dtype = np.dtype(_DEPTH_DTYPES[msg.encoding]).newbyteorder(">" if msg.is_bigendian else "<")
+    row_bytes = msg.width * dtype.itemsize
+    if msg.step < row_bytes or msg.step % dtype.itemsize:
+        raise ImageConversionError(
+            f"step {msg.step} does not hold a {msg.encoding} row of width {msg.width} "
+            f"({row_bytes} bytes, a multiple of {dtype.itemsize})")
+    expected = msg.step * msg.height
+    if len(msg.data) != expected:
+        raise ImageConversionError(f"data has {len(msg.data)} bytes; expected step * height = "
+                                   f"{msg.step} * {msg.height} = {expected}")
+    rows = np.frombuffer(msg.data, dtype=dtype).reshape(msg.height, msg.step // dtype.itemsize)
+    return rows[:, :msg.width].astype(dtype.newbyteorder("="), copy=False)  # (H, W)

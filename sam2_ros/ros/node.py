@@ -35,6 +35,7 @@ from sam2_ros.msg import ObjectMaskArray
 from sam2_ros.ros import conversions, services, visualization
 from sam2_ros.ros.box_history import BoxHistory  # detector-driven tracking
 from sam2_ros.ros.detections_input import DetectionsInput  # detector-driven tracking
+from sam2_ros.ros.depth_input import DepthInput
 from sam2_ros.ros.diagnostics import TrackingStats, diagnostic_status
 from sam2_ros.ros.frame_buffer import BufferedFrame, FrameBuffer
 from sam2_ros.ros.memory import release_free_memory
@@ -69,6 +70,7 @@ class Sam2Node(LifecycleNode):
         self._diagnostics_timer = None
         self._worker: Worker[BufferedFrame] | None = None
         self._detections: DetectionsInput | None = None
+        self._depth_input: DepthInput | None = None  # 3D from depth: made at configure
         self._active = False
         self._shutting_down = False
         self._calls_in_flight = 0
@@ -140,6 +142,7 @@ class Sam2Node(LifecycleNode):
                 callback_group=self._service_group))
         self._diagnostics_timer = self.create_timer(config.diagnostics_period,
                                                     self._publish_diagnostics)
+        self._depth_input = DepthInput.create(self, config)  # None without depth_topic
         self._worker = Worker(handle_item=self._track_frame, on_error=self._log_frame_error)
         self._worker.start()
         self.config = config
@@ -201,6 +204,9 @@ class Sam2Node(LifecycleNode):
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
+        if self._depth_input is not None:
+            self._depth_input.destroy()
+            self._depth_input = None
         for publisher in self._sam2_pubs:
             self.destroy_lifecycle_publisher(publisher)
         self._sam2_pubs = []
@@ -304,9 +310,12 @@ class Sam2Node(LifecycleNode):
     def _publish(self, frame: BufferedFrame, results: dict) -> None:
         config, header = self.config, frame.header
         masks = {object_id: result.mask for object_id, result in results.items()}
+        # The paired depth frame (3D computed on first use), or None.
+        spatial = self._depth_input.for_frame(frame, results) if self._depth_input else None
         if self._wanted(config.publish_masks, self._masks_pub):
-            self._masks_pub.publish(services.object_mask_array(
-                header, results, labels=self._detections.labels()))
+            array = services.object_mask_array(header, results,
+                                               labels=self._detections.labels())
+            self._masks_pub.publish(spatial.fill_masks(array) if spatial else array)
         if self._wanted(config.publish_label_image, self._label_pub):
             dtype = np.uint8 if config.label_image_encoding == "mono8" else np.uint16
             labels = visualization.label_image(masks, height=frame.height, width=frame.width,
@@ -320,8 +329,10 @@ class Sam2Node(LifecycleNode):
         if self._wanted(config.publish_markers, self._markers_pub):
             boxes = {object_id: box for object_id, mask in masks.items()
                      if (box := visualization.bounding_box(mask)) is not None}
-            self._markers_pub.publish(visualization.box_markers(
-                header, boxes, width=frame.width, height=frame.height))
+            markers = visualization.box_markers(header, boxes, width=frame.width,
+                                                height=frame.height)
+            markers.markers += spatial.markers() if spatial else []  # 3D boxes
+            self._markers_pub.publish(markers)
 
     def _publish_diagnostics(self) -> None:
         status = diagnostic_status(
@@ -331,7 +342,8 @@ class Sam2Node(LifecycleNode):
             extra={"frame_age_ms": f"{self._frame_age * 1e3:.1f}",
                    "frames_rejected": str(self._rejected_frames),
                    "frames_buffered": str(len(self._frames)),
-                   **self._detections.diagnostics()})
+                   **self._detections.diagnostics(),
+                   **(self._depth_input.diagnostics() if self._depth_input else {})})
         self._diagnostics_pub.publish(DiagnosticArray(
             header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
@@ -366,8 +378,11 @@ class Sam2Node(LifecycleNode):
             frame, result = self._run_job(lambda: self._session.add_prompt(prompt))
         except Exception as error:  # every failure becomes a response, never a crash
             return self._failed(response, "add_prompt", error)
-        return services.fill_prompt_response(response, header=frame.header, result=result,
-                                             object_id=prompt.object_id)
+        services.fill_prompt_response(response, header=frame.header, result=result,
+                                      object_id=prompt.object_id)
+        if self._depth_input is not None:  # the object's 3D on that frame
+            self._depth_input.fill_prompt_response(response, frame, result, prompt.object_id)
+        return response
 
     def _on_remove_object(self, request: RemoveObject.Request,
                           response: RemoveObject.Response) -> RemoveObject.Response:

@@ -61,6 +61,18 @@ class NodeConfig:
     forget_after: int = 5
     manage_prompted: bool = False
     autostart: bool = True
+    # 3D from an aligned depth image (issue #14); off while depth_topic is empty.
+    depth_topic: str = ""
+    camera_info_topic: str = ""
+    depth_sync_tolerance: float = 0.015
+    min_depth: float = 0.1
+    max_depth: float = 10.0
+    depth_erode_pixels: int = 2
+    depth_outlier_mads: float = 4.0
+    min_depth_points: int = 10
+    points_stride: int = 4
+    publish_points: bool = True
+    publish_detections_3d: bool = True
 
     def __post_init__(self) -> None:
         # ROS arrays arrive as lists (an empty YAML list as no value): keep a tuple.
@@ -124,6 +136,29 @@ SPECS: dict[str, _Spec] = {
     "manage_prompted": _Spec("Also remove service-prompted objects the detector loses."),
     "autostart": _Spec("Configure and activate on start (false: wait for a lifecycle "
                        "manager); read once at start."),
+    "depth_topic": _Spec("Optional sensor_msgs/Image depth aligned to the camera image (16UC1 "
+                         "millimetres or 32FC1 metres; any size with the same field of view); "
+                         "empty = no 3D."),
+    "camera_info_topic": _Spec("sensor_msgs/CameraInfo of the depth image; empty = camera_info "
+                               "beside depth_topic (.../image_raw -> .../camera_info)."),
+    "depth_sync_tolerance": _Spec("Seconds between a camera frame's stamp and the nearest depth "
+                                  "frame's for them to pair (under half a 30 Hz period); an "
+                                  "unpaired frame gets no 3D.", float_range=(0.0, 1.0)),
+    "min_depth": _Spec("Metres; nearer depths are invalid.", float_range=(0.0, 100.0)),
+    "max_depth": _Spec("Metres; farther depths are invalid.", float_range=(0.01, 1000.0)),
+    "depth_erode_pixels": _Spec("The object's median depth comes from its mask eroded by this "
+                                "many depth pixels (away from flying pixels on the border).",
+                                int_range=(0, 20, 1)),
+    "depth_outlier_mads": _Spec("Points kept: depth within this many robust standard deviations "
+                                "(1.4826 MAD) of the median, at least 3 cm; 0 = keep all.",
+                                float_range=(0.0, 100.0)),
+    "min_depth_points": _Spec("Fewer valid depth pixels in a mask: its 3D is invalid.",
+                              int_range=(1, 100000, 1)),
+    "points_stride": _Spec("~/points keeps every Nth depth row and column (downsampling).",
+                           int_range=(1, 64, 1)),
+    "publish_points": _Spec("Publish ~/points (PointCloud2: x, y, z, object_id) when depth is set."),
+    "publish_detections_3d": _Spec("Publish ~/detections_3d (vision_msgs/Detection3DArray) when "
+                                   "depth is set and vision_msgs is importable."),
 }
 
 
@@ -175,6 +210,8 @@ def validate(config: NodeConfig) -> NodeConfig:
     """Return config unchanged, or raise ParameterError listing every bad value."""
     problems = [problem for field in dataclasses.fields(config)
                 for problem in field_problems(field.name, getattr(config, field.name))]
+    if config.min_depth >= config.max_depth:
+        problems.append(f"min_depth={config.min_depth} must be below max_depth={config.max_depth}")
     if problems:
         raise ParameterError("invalid parameters: " + "; ".join(problems))
     return config

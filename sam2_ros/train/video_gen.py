@@ -59,6 +59,7 @@ class Clip:
     masks: np.ndarray  # (T, K, H, W) bool, after occlusion: each pixel belongs to at most one object
     visible: np.ndarray  # (T, K) bool: the object has at least one pixel in the frame
     obj_ids: np.ndarray  # (K,) int64, 1..K
+    depth: np.ndarray | None = None  # (T, H, W) float32 metres, when the layers have depths
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Layer:
     sprite: Sprite
     trajectory: Trajectory
     tracked: bool = True
+    depth: np.ndarray | None = None  # (T,) float32 metres: a flat layer facing the camera
 
 
 def render_layers(background: np.ndarray, layers: Sequence[Layer]) -> tuple[np.ndarray, np.ndarray]:
@@ -92,13 +94,29 @@ def render_layers(background: np.ndarray, layers: Sequence[Layer]) -> tuple[np.n
     return frames, labels
 
 
-def clip_from_layers(background: np.ndarray, layers: Sequence[Layer]) -> Clip:
-    """Render layers and keep the tracked ones as objects, numbered 1..K from the bottom layer up."""
+def clip_from_layers(background: np.ndarray, layers: Sequence[Layer], *,
+                     background_depth: float | None = None) -> Clip:
+    """Render layers and keep the tracked ones as objects, numbered 1..K from the bottom layer up.
+
+    With `background_depth` (metres; every layer then needs its `depth`), the clip also gets
+    a depth image per frame: each pixel the depth of the layer that owns it, else the
+    background's (the painter's order is the depth order the caller chose).
+    """
     frames, labels = render_layers(background, layers)
     tracked = np.array([i for i, layer in enumerate(layers) if layer.tracked], dtype=np.int16)
     masks = labels[:, None] == tracked[None, :, None, None]  # (T, K, H, W)
+    depth = None
+    if background_depth is not None:
+        missing = [i for i, layer in enumerate(layers) if layer.depth is None]
+        if missing:
+            raise ValueError(f"background_depth given, but layers {missing} have no depth")
+        per_layer = np.stack([layer.depth for layer in layers], axis=1).astype(np.float32)  # (T, L)
+        table = np.concatenate([per_layer, np.full((len(frames), 1), background_depth, np.float32)],
+                               axis=1)  # (T, L + 1): label -1 reads the last column
+        depth = np.take_along_axis(table, labels.reshape(len(frames), -1).astype(np.intp) % table.shape[1],
+                                   axis=1).reshape(labels.shape)  # (T, H, W)
     return Clip(frames=frames, masks=masks, visible=masks.any(axis=(2, 3)),
-                obj_ids=np.arange(1, len(tracked) + 1, dtype=np.int64))
+                obj_ids=np.arange(1, len(tracked) + 1, dtype=np.int64), depth=depth)
 
 
 def _panning_background(rng: np.random.Generator, num_frames: int, size: tuple[int, int],

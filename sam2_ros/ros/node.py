@@ -198,12 +198,12 @@ class Sam2Node(LifecycleNode):
         for service in self._sam2_srvs:
             self.destroy_service(service)
         self._sam2_srvs = []
-        if self._detections is not None:
-            self._detections.destroy()  # detector-driven tracking
-            self._detections = None
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
+        if self._detections is not None:  # after the timer that reads its counters
+            self._detections.destroy()  # detector-driven tracking
+            self._detections = None
         if self._depth_input is not None:
             self._depth_input.destroy()
             self._depth_input = None

@@ -142,7 +142,8 @@ class TrackingSession:
     def add_prompts(self, prompts: Sequence[Prompt]
                     ) -> tuple[BufferedFrame, list[ObjectResultLike]]:
         """Apply prompts that name one frame, in order, with at most one replay; return the
-        frame and each prompt's result. All are checked before any applies."""
+        frame and each prompt's result. All are checked before any applies (should the
+        tracker still refuse one, those before it stay applied)."""
         stamps = {prompt.stamp_ns for prompt in prompts}
         if len(stamps) != 1:
             raise PromptError(f"prompts applied together must name one frame; given stamps "
@@ -186,6 +187,7 @@ class TrackingSession:
             f"{' and '.join(format_stamp(f.stamp_ns) for f in nearest)}")
 
     def _check_peak(self, prompts: Sequence[Prompt], replay: list[TrackedFrame]) -> None:
+        """max_objects over the frames the prompts and the replayed edits touch."""
         if self._peak_objects(prompts, replay) > self.max_objects:
             where = " on or after that frame" if replay else ""
             ids = ", ".join(str(prompt.object_id) for prompt in prompts)

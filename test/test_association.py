@@ -115,6 +115,17 @@ def test_an_object_that_drifted_onto_its_neighbour_is_recovered_not_duplicated()
     assert plan.kept == ((2, 1),) and plan.reprompted == ((1, 0),) and plan.created == ()
 
 
+def test_a_mask_spread_over_two_objects_keeps_to_its_own_box() -> None:
+    """Object 1's mask spread up over object 3: its box overlaps object 3's box more than its
+    own. Its last confirmed box says which is its own, so neither id swaps: both re-prompted."""
+    assoc = associator()
+    own, other = np.array([27.0, 46, 55, 80]), np.array([29.0, 12, 57, 41])
+    start(assoc, own, other)
+    on_frame = {1: np.array([25.0, 0, 58, 80]), 2: np.array([49.0, 0, 78, 52])}
+    plan = run(assoc, [det([23, 51, 45, 81]), det([33, 0, 57, 29])], on_frame)
+    assert sorted(plan.reprompted) == [(1, 0), (2, 1)] and plan.created == (), plan
+
+
 def test_far_away_or_other_class_detections_start_new_objects() -> None:
     assoc = associator()
     start(assoc, LEFT)
@@ -153,7 +164,7 @@ def test_filters_duplicates_and_max_objects() -> None:
     plan = run(assoc, [det(LEFT, "1", 0.3), det(LEFT, "5", 0.9), det(LEFT, "2", 0.9)], {7: None})
     assert plan.filtered == 2 and plan.created == ((1, 2),)
     # A second box on a tracked object does not start another; beyond max_objects: dropped.
-    plan = run(assoc, [det(LEFT), det(shifted(LEFT, 2)), det(RIGHT)], {1: LEFT, 7: None})
+    plan = run(assoc, [det(LEFT, "2"), det(shifted(LEFT, 2)), det(RIGHT)], {1: LEFT, 7: None})
     assert plan.kept == ((1, 0),) and plan.filtered == 1
     assert plan.created == () and plan.over_max == 1
 

@@ -3,12 +3,15 @@
 One detection round compares a detector's boxes with every tracked object's mask box on the
 frame the detector saw, in two stages:
 
-1. **IoU**: a one-to-one assignment between detections and the objects visible on that
-   frame, greedy by IoU (the highest pair first, each side used once; pairs below
-   `match_iou` stay unmatched). Greedy rather than Hungarian: with the few, rarely
-   overlapping boxes a robot tracks both give the same pairs except on near-ties, and greedy
-   needs no solver and is easy to reason about. A matched object whose mask box still agrees
-   (IoU >= `reprompt_iou`) is kept as is; one that drifted is re-prompted with the box.
+1. **IoU**: a one-to-one assignment between detections and objects, greedy by IoU (the
+   highest pair first, each side used once; pairs below `match_iou` stay unmatched), where
+   an object's IoU with a box is the higher of its mask box's on that frame and its last
+   confirmed box's (a mask spread over two objects overlaps both boxes; the confirmed box
+   says which is its own). Greedy rather than Hungarian: with the few, rarely overlapping
+   boxes a robot tracks both give the same pairs except on near-ties, and greedy needs no
+   solver and is easy to reason about. A matched object whose mask box still agrees
+   (IoU >= `reprompt_iou`) is kept as is; one that drifted, or is not visible on that
+   frame, is re-prompted with the box. Where both have a class, it must agree.
 2. **Recovery**: detections left over and objects left over (hidden, gone off onto another
    object, spread far beyond their box, or not yet born on that frame) are paired greedily by
    the distance between box centres, in diagonals of the larger of the two boxes, within
@@ -127,6 +130,16 @@ def admitted(detection: Detection, config: AssociationConfig) -> bool:
     return not config.classes or int(detection.class_id) in config.classes
 
 
+def _same_class(record: ObjectRecord, detection: Detection) -> bool:
+    """False only when both have a class and they differ."""
+    return not (record.class_id and detection.class_id and record.class_id != detection.class_id)
+
+
+def _or_empty(box: np.ndarray | None) -> np.ndarray:
+    """The box, or an empty one (IoU 0 with everything) for None."""
+    return np.zeros(4) if box is None else box
+
+
 def _distance(a: np.ndarray, b: np.ndarray) -> float:
     """Distance between the boxes' centres in diagonals of the larger box."""
     diagonal = max(np.hypot(*(a[2:] - a[:2])), np.hypot(*(b[2:] - b[:2])))
@@ -154,15 +167,23 @@ class Associator:
         records = {object_id: self.records.get(object_id, ObjectRecord()) for object_id in on_frame}
         usable = [i for i, d in enumerate(detections) if admitted(d, config)]
         filtered = len(detections) - len(usable)
-        visible = [object_id for object_id, box in on_frame.items() if box is not None]
+        ids = list(on_frame)
         kept, reprompted = [], []
 
-        # Stage 1: IoU with the visible objects' masks on the detection's frame.
-        ious = iou_matrix(np.array([on_frame[o] for o in visible]).reshape(-1, 4),
-                          np.array([detections[i].box for i in usable]).reshape(-1, 4))
-        for row, col in greedy_assignment(ious, minimum=config.match_iou):
-            pair = (visible[row], usable[col])
-            (kept if ious[row, col] >= config.reprompt_iou else reprompted).append(pair)
+        # Stage 1: IoU with each object's mask box on the detection's frame or its last
+        # confirmed box, whichever is higher (a mask spread over two objects overlaps both
+        # boxes; the confirmed box says which one is its own).
+        boxes = np.array([detections[i].box for i in usable]).reshape(-1, 4)  # (D, 4)
+        with_mask = iou_matrix(np.array([_or_empty(on_frame[o]) for o in ids]).reshape(-1, 4),
+                               boxes)  # (N, D)
+        with_confirmed = iou_matrix(
+            np.array([_or_empty(records[o].box) for o in ids]).reshape(-1, 4), boxes)
+        same_class = np.array([[_same_class(records[o], detections[i]) for i in usable]
+                               for o in ids], bool).reshape(with_mask.shape)  # (N, D)
+        score = np.where(same_class, np.maximum(with_mask, with_confirmed), 0.0)
+        for row, col in greedy_assignment(score, minimum=config.match_iou):
+            pair = (ids[row], usable[col])
+            (kept if with_mask[row, col] >= config.reprompt_iou else reprompted).append(pair)
         matched_ids = {o for o, _ in kept + reprompted}
         matched_dets = {d for _, d in kept + reprompted}
 
@@ -175,10 +196,9 @@ class Associator:
             confirmed = records[object_id].box
             anchors = [last_seen[object_id] if confirmed is None else confirmed,
                        on_frame[object_id]]
-            record_class = records[object_id].class_id
             for col, index in enumerate(left):
                 detection = detections[index]
-                if record_class and detection.class_id and record_class != detection.class_id:
+                if not _same_class(records[object_id], detection):
                     continue
                 closeness[row, col] = -min(_distance(anchor, detection.box)
                                            for anchor in anchors if anchor is not None)

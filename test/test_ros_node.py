@@ -33,6 +33,7 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import Point  # noqa: E402
 from lifecycle_msgs.msg import State  # noqa: E402
+from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -282,6 +283,11 @@ def test_node_across_processes(context, node_process) -> None:
         wait_for(lambda: client.add_prompt.service_is_ready() or node_process.poll() is not None,
                  90, "the node's services")
         assert node_process.poll() is None, "the node exited; see log/test_ros_node_process.log"
+        # The services exist from configure on; autostart activates the node right after
+        # (its state is served all along, as a lifecycle manager sees it).
+        get_state = client.node.create_client(GetState, "/sam2_xproc/get_state")
+        wait_for(lambda: client.call(get_state, GetState.Request()).current_state.id
+                 == State.PRIMARY_STATE_ACTIVE, 60, "the node to be active")
 
         reply = client.call(client.add_prompt, points_request(1, [(10, 10)], [1]))
         assert not reply.success and "no camera frame received yet" in reply.message

@@ -109,6 +109,11 @@ class FrameBuffer:
         with self._lock:
             return self._frames[0].seq if self._frames else None
 
+    def stamps(self) -> list[int]:
+        """Stamps of the buffered frames, oldest first."""
+        with self._lock:
+            return [frame.stamp_ns for frame in self._frames]
+
     def find(self, stamp_ns: int) -> BufferedFrame:
         """The most recent frame with this stamp, or FrameNotBufferedError saying what is held."""
         with self._lock:

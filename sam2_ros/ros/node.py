@@ -33,6 +33,8 @@ from visualization_msgs.msg import MarkerArray
 
 from sam2_ros.msg import ObjectMaskArray
 from sam2_ros.ros import conversions, services, visualization
+from sam2_ros.ros.box_history import BoxHistory
+from sam2_ros.ros.detections_input import DetectionsInput
 from sam2_ros.ros.depth_input import DepthInput
 from sam2_ros.ros.diagnostics import SessionFigures, TrackingStats, diagnostic_status
 from sam2_ros.ros.frame_buffer import BufferedFrame, FrameBuffer
@@ -68,6 +70,7 @@ class Sam2Node(LifecycleNode):
         self._sam2_srvs: list = []
         self._diagnostics_timer = None
         self._worker: Worker[BufferedFrame] | None = None
+        self._detections: DetectionsInput | None = None
         self._depth_input: DepthInput | None = None  # 3D from depth: made at configure
         self._active = False
         self._shutting_down = False
@@ -113,9 +116,11 @@ class Sam2Node(LifecycleNode):
                                 warn=self.get_logger().warning)
         self._frames = FrameBuffer(capacity=config.frame_buffer_length,
                                    max_bytes=config.frame_buffer_bytes)
+        self._boxes = BoxHistory(capacity=config.frame_buffer_length)  # for detections
         self._session = TrackingSession(tracker, frames=self._frames,
                                         max_objects=config.max_objects,
-                                        on_tracked=self._on_tracked)
+                                        on_tracked=self._on_tracked,
+                                        observer=self._boxes.observe)
         self._stats = TrackingStats()
         self._rejected_frames = 0
         # Computed on the worker when the diagnostics timer asks (once per period).
@@ -142,6 +147,9 @@ class Sam2Node(LifecycleNode):
         self._worker = Worker(handle_item=self._session.track, on_error=self._log_frame_error)
         self._worker.start()
         self.config = config
+        self._detections = DetectionsInput(
+            self, config, session=self._session, boxes=self._boxes, frames=self._frames,
+            submit=self._worker.submit, max_object_id=lambda: self._max_object_id)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = self._transition("activate", self._subscribe)
@@ -156,6 +164,7 @@ class Sam2Node(LifecycleNode):
             self._camera_subs.append(self.create_subscription(
                 CompressedImage, config.compressed_image_topic, self._on_compressed_image,
                 qos_profile_sensor_data, callback_group=self._camera_group))
+        self._detections.activate()
         self._active = True
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -177,6 +186,8 @@ class Sam2Node(LifecycleNode):
         for subscription in self._camera_subs:
             self.destroy_subscription(subscription)
         self._camera_subs = []
+        if self._detections is not None:
+            self._detections.deactivate()
 
     def _release(self) -> None:
         """Stop the worker and drop everything configure made (the model with it).
@@ -191,14 +202,18 @@ class Sam2Node(LifecycleNode):
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
+        if self._detections is not None:  # after the timer that reads its counters
+            self._detections.destroy()
+            self._detections = None
         if self._depth_input is not None:
             self._depth_input.destroy()
             self._depth_input = None
         for publisher in self._sam2_pubs:
             self.destroy_lifecycle_publisher(publisher)
         self._sam2_pubs = []
-        for name in ("_session", "_frames", "_stats", "_figures", "_figures_job", "_masks_pub",
-                     "_label_pub", "_overlay_pub", "_markers_pub", "_diagnostics_pub"):
+        for name in ("_session", "_frames", "_boxes", "_stats", "_figures", "_figures_job",
+                     "_masks_pub", "_label_pub", "_overlay_pub", "_markers_pub",
+                     "_diagnostics_pub"):
             self.__dict__.pop(name, None)
         self.config = None
         release_free_memory()
@@ -301,7 +316,8 @@ class Sam2Node(LifecycleNode):
         # The paired depth frame (3D computed on first use), or None.
         spatial = self._depth_input.for_frame(frame, results) if self._depth_input else None
         if self._wanted(config.publish_masks, self._masks_pub):
-            array = services.object_mask_array(header, results)
+            array = services.object_mask_array(header, results,
+                                               labels=self._detections.labels())
             self._masks_pub.publish(spatial.fill_masks(array) if spatial else array)
         if self._wanted(config.publish_label_image, self._label_pub):
             dtype = np.uint8 if config.label_image_encoding == "mono8" else np.uint16
@@ -312,6 +328,7 @@ class Sam2Node(LifecycleNode):
         if self._wanted(config.publish_overlay, self._overlay_pub):
             self._overlay_pub.publish(conversions.array_to_image(
                 visualization.overlay(frame.rgb, masks), encoding="rgb8", header=header))
+        self._detections.publish(header, results)  # ~/detections, while subscribed
         if self._wanted(config.publish_markers, self._markers_pub):
             boxes = {object_id: box for object_id, mask in masks.items()
                      if (box := visualization.bounding_box(mask)) is not None}
@@ -334,6 +351,7 @@ class Sam2Node(LifecycleNode):
                    "frames_stale": str(self._frames.stale),
                    "frames_buffered": str(len(self._frames)),
                    "frame_buffer_bytes": str(self._frames.nbytes),
+                   **self._detections.diagnostics(),
                    **(self._depth_input.diagnostics() if self._depth_input else {})})
         self._diagnostics_pub.publish(DiagnosticArray(
             header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))

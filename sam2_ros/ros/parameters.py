@@ -51,6 +51,16 @@ class NodeConfig:
     publish_markers: bool = True
     diagnostics_period: float = 1.0
     service_timeout: float = 60.0
+    # Detector-driven tracking (sam2_ros.ros.detections_input).
+    detections_topic: str = ""
+    detections_enabled: bool = True
+    publish_detections: bool = True
+    match_iou: float = 0.2
+    reprompt_iou: float = 0.5
+    min_score: float = 0.5
+    classes: tuple[int, ...] = ()
+    forget_after: int = 5
+    manage_prompted: bool = False
     autostart: bool = True
     # 3D from an aligned depth image (issue #14); off while depth_topic is empty.
     depth_topic: str = ""
@@ -64,6 +74,10 @@ class NodeConfig:
     points_stride: int = 4
     publish_points: bool = True
     publish_detections_3d: bool = True
+
+    def __post_init__(self) -> None:
+        # ROS arrays arrive as lists (an empty YAML list as no value): keep a tuple.
+        object.__setattr__(self, "classes", tuple(self.classes or ()))
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,22 @@ SPECS: dict[str, _Spec] = {
                                 float_range=(0.1, 60.0)),
     "service_timeout": _Spec("Seconds a service call waits for the worker before failing.",
                              float_range=(1.0, 3600.0)),
+    "detections_topic": _Spec("vision_msgs/Detection2DArray input whose boxes prompt and "
+                              "correct objects (header stamp = the image the detector saw); "
+                              "empty = off."),
+    "detections_enabled": _Spec("Detector-driven prompting at start; ~/set_detections_enabled "
+                                "pauses and resumes it live."),
+    "publish_detections": _Spec("Publish ~/detections (vision_msgs/Detection2DArray of the "
+                                "tracked objects' mask boxes; needs vision_msgs)."),
+    "match_iou": _Spec("Least IoU between a detection and a mask box to pair them.",
+                       float_range=(0.01, 1.0)),
+    "reprompt_iou": _Spec("A paired object whose mask box has a lower IoU with the detection "
+                          "is re-prompted with the box.", float_range=(0.0, 1.0)),
+    "min_score": _Spec("Least detection score used.", float_range=(0.0, 1.0)),
+    "classes": _Spec("Detection class ids used (integers); empty = every class."),
+    "forget_after": _Spec("Detection rounds an object may go unmatched and unseen before it "
+                          "is removed.", int_range=(1, 1000, 1)),
+    "manage_prompted": _Spec("Also remove service-prompted objects the detector loses."),
     "autostart": _Spec("Configure and activate on start (false: wait for a lifecycle "
                        "manager); read once at start."),
     "depth_topic": _Spec("Optional sensor_msgs/Image depth aligned to the camera image (16UC1 "
@@ -176,6 +206,9 @@ def field_problems(name: str, value: object) -> list[str]:
             problems.append(f"{name}={value}: expected {low}..{high}")
     if name == "device" and not _DEVICE.match(value):
         problems.append(f"device={value!r}: expected cpu, cuda, cuda:N or mps")
+    if name == "classes" and not all(isinstance(c, int) and not isinstance(c, bool)
+                                     for c in value or ()):
+        problems.append(f"classes={list(value or ())!r}: expected integer class ids")
     if name == "image_topic" and not value:
         problems.append("image_topic is empty: the node needs a camera topic")
     return problems
@@ -211,7 +244,11 @@ def check_update(config: NodeConfig | None, changes: dict[str, object]) -> NodeC
 def declare_parameters(node: Node) -> None:
     """Declare every NodeConfig field on the node with its default and descriptor."""
     for field in dataclasses.fields(NodeConfig):
-        node.declare_parameter(field.name, field.default, descriptor(field.name))
+        spec = descriptor(field.name)
+        default = field.default
+        if isinstance(default, tuple):  # an empty list would fix the type to a byte array
+            default, spec.dynamic_typing = list(default), True
+        node.declare_parameter(field.name, default, spec)
 
 
 def read_config(node: Node) -> NodeConfig:

@@ -5,6 +5,8 @@ a job reaches the worker; the frame-dependent checks live in the session.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
@@ -71,17 +73,23 @@ def region_of_interest(mask: np.ndarray) -> RegionOfInterest:
     return RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1)
 
 
-def object_mask(object_id: int, result: ObjectResultLike, header: Header) -> ObjectMask:
+def object_mask(object_id: int, result: ObjectResultLike, header: Header, *,
+                label: tuple[str, float] = ("", 0.0)) -> ObjectMask:
+    """`label`: the detection class id and score of a detector-made object."""
     return ObjectMask(object_id=object_id, mask=mask_to_image(result.mask, header=header),
                       score=float(result.score),
                       object_score_logit=float(result.object_score_logit),
-                      visible=bool(result.visible), bounding_box=region_of_interest(result.mask))
+                      visible=bool(result.visible), bounding_box=region_of_interest(result.mask),
+                      class_id=label[0], class_score=float(label[1]))
 
 
-def object_mask_array(header: Header,
-                      results: dict[int, ObjectResultLike]) -> ObjectMaskArray:
-    return ObjectMaskArray(header=header, masks=[object_mask(object_id, results[object_id], header)
-                                                 for object_id in sorted(results)])
+def object_mask_array(header: Header, results: dict[int, ObjectResultLike], *,
+                      labels: Mapping[int, tuple[str, float]] | None = None) -> ObjectMaskArray:
+    labels = labels or {}
+    return ObjectMaskArray(header=header, masks=[
+        object_mask(object_id, results[object_id], header,
+                    label=labels.get(object_id, ("", 0.0)))
+        for object_id in sorted(results)])
 
 
 def fill_prompt_response(response: AddPrompt.Response, *, header: Header,

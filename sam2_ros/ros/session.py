@@ -17,12 +17,14 @@ inserting one now would change what every later frame saw, so a stamped prompt o
 skipped frame is refused with the stamps of the nearest tracked frames. A frame newer than
 the last tracked one (stamp zero names the newest received frame) is tracked on the spot,
 as the worker would have tracked it next, and reported to `on_tracked` like every newly
-tracked frame, so it is published too.
+tracked frame, so it is published too. Several prompts on one frame (`add_prompts`, e.g. a
+detector's boxes) share one replay. An optional observer is told every result the session
+makes, replayed ones included (those once the replay succeeded).
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -97,16 +99,24 @@ class TrackedFrame:
     edits: list[Prompt | Removal] = field(default_factory=list)  # in the order applied
 
 
+# Told every result the session makes: (frame, results, tracked) where `tracked` is true
+# for a whole (re-)tracked frame and false for the objects a prompt changed on it.
+ResultObserver = Callable[[BufferedFrame, Mapping[int, ObjectResultLike], bool], None]
+Observation = tuple[BufferedFrame, Mapping[int, ObjectResultLike], bool]
+
+
 class TrackingSession:
     """Feeds frames to the tracker and applies prompts on the frame they name."""
 
     def __init__(self, tracker: TrackerLike, *, frames: FrameBuffer, max_objects: int,
                  on_tracked: Callable[[BufferedFrame, dict[int, ObjectResultLike]], None]
-                 = lambda frame, results: None) -> None:
+                 = lambda frame, results: None,
+                 observer: ResultObserver | None = None) -> None:
         self._tracker = tracker
         self._frames = frames
         self.max_objects = max_objects
         self._on_tracked = on_tracked  # each newly tracked frame with its results (not replays)
+        self._observer = observer
         # The tracked frames still buffered, oldest first: memory bounded by the buffer.
         self._history: deque[TrackedFrame] = deque()
         self._last: BufferedFrame | None = None
@@ -143,7 +153,13 @@ class TrackingSession:
         self._history.append(TrackedFrame(frame=frame, before=before))
         self._last, self._needs_retrack = frame, False
         self._forget_unbuffered()
+        self._observe(frame, results, True)
         return results
+
+    def _observe(self, frame: BufferedFrame, results: Mapping[int, ObjectResultLike],
+                 tracked: bool) -> None:
+        if self._observer is not None:
+            self._observer(frame, results, tracked)
 
     def _forget_unbuffered(self) -> None:
         """Drop the history of frames the buffer no longer holds: no stamp can name them."""
@@ -153,14 +169,29 @@ class TrackingSession:
 
     def add_prompt(self, prompt: Prompt) -> tuple[BufferedFrame, ObjectResultLike]:
         """Apply the prompt on its frame and return that frame and the object's result there."""
-        target = self._target(prompt.stamp_ns)
+        frame, (result,) = self.add_prompts([prompt])
+        return frame, result
+
+    def add_prompts(self, prompts: Sequence[Prompt]
+                    ) -> tuple[BufferedFrame, list[ObjectResultLike]]:
+        """Apply prompts that name one frame, in order, with at most one replay; return the
+        frame and each prompt's result. All are checked before any applies; a replay is all
+        or nothing (on the newest frame, should the tracker still refuse one, the prompts
+        before it stay applied)."""
+        stamps = {prompt.stamp_ns for prompt in prompts}
+        if len(stamps) != 1:
+            raise PromptError(f"prompts applied together must name one frame; given stamps "
+                              f"{', '.join(sorted(map(format_stamp, stamps))) or 'none'}")
+        target = self._target(stamps.pop())
         replay = self._replay_from(target)
-        self._check(prompt, target, replay)
+        self._check_peak(prompts, replay)
+        for prompt in prompts:
+            self._check(prompt, target)
         if replay:
-            return target, self._prompt_past(prompt, replay)
+            return target, self._prompt_past(prompts, replay)
         if self._last is None or target.seq > self._last.seq:
             self.track(target)
-        return target, self._apply(prompt)
+        return target, [self._apply(prompt) for prompt in prompts]
 
     def _target(self, stamp_ns: int) -> BufferedFrame:
         if stamp_ns != 0:
@@ -191,12 +222,17 @@ class TrackingSession:
             f"the memory has no trace of it to prompt; the nearest tracked frames have stamps "
             f"{' and '.join(format_stamp(f.stamp_ns) for f in nearest)}")
 
-    def _check(self, prompt: Prompt, frame: BufferedFrame, replay: list[TrackedFrame]) -> None:
-        """Checks that need the frame; everything else was checked on the request."""
-        if self._peak_objects(prompt, replay) > self.max_objects:
+    def _check_peak(self, prompts: Sequence[Prompt], replay: list[TrackedFrame]) -> None:
+        """max_objects over the frames the prompts and the replayed edits touch."""
+        if self._peak_objects(prompts, replay) > self.max_objects:
             where = " on or after that frame" if replay else ""
-            raise PromptError(f"cannot add object {prompt.object_id}: already tracking "
-                              f"{self.max_objects} objects (max_objects){where}")
+            ids = ", ".join(str(prompt.object_id) for prompt in prompts)
+            raise PromptError(f"cannot add object{'s' if len(prompts) > 1 else ''} {ids}: "
+                              f"already tracking {self.max_objects} objects "
+                              f"(max_objects){where}")
+
+    def _check(self, prompt: Prompt, frame: BufferedFrame) -> None:
+        """Checks that need the frame; everything else was checked on the request."""
         width, height = frame.width, frame.height
         if prompt.points is not None and len(prompt.points):
             xs, ys = prompt.points[:, 0], prompt.points[:, 1]
@@ -215,15 +251,15 @@ class TrackingSession:
             raise PromptError(f"mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]}; "
                               f"expected the frame's size {width}x{height}")
 
-    def _peak_objects(self, prompt: Prompt, replay: list[TrackedFrame]) -> int:
-        """The most objects tracked at once with the prompt applied (and the edits after it
-        replayed)."""
+    def _peak_objects(self, prompts: Sequence[Prompt], replay: list[TrackedFrame]) -> int:
+        """The most objects tracked at once with the prompts applied (and the edits after
+        them replayed)."""
         if not replay:
-            return len({*self._tracker.object_ids, prompt.object_id})
+            return len({*self._tracker.object_ids, *(p.object_id for p in prompts)})
         first, *later = replay
         ids = set(first.before.object_ids)
         peak = len(ids)
-        for edit in [*first.edits, prompt, *(e for entry in later for e in entry.edits)]:
+        for edit in [*first.edits, *prompts, *(e for entry in later for e in entry.edits)]:
             if isinstance(edit, Removal):
                 ids.discard(edit.object_id)
             else:
@@ -235,6 +271,7 @@ class TrackingSession:
         """Prompt the last tracked frame and log the prompt on it."""
         result = self._prompt_tracker(prompt)
         self._log(prompt)
+        self._observe(self._last, {prompt.object_id: result}, False)
         return result
 
     def _prompt_tracker(self, prompt: Prompt) -> ObjectResultLike:
@@ -247,17 +284,23 @@ class TrackingSession:
         if self._history and self._history[-1].frame is self._last:
             self._history[-1].edits.append(edit)
 
-    def _prompt_past(self, prompt: Prompt, replay: list[TrackedFrame]) -> ObjectResultLike:
+    def _prompt_past(self, prompts: Sequence[Prompt], replay: list[TrackedFrame]
+                     ) -> list[ObjectResultLike]:
         """Back to just before the prompted frame, then forward again with every edit given
-        since; the new prompt follows the edits already made on its frame. All or nothing."""
+        since; the new prompts follow the edits already made on their frame. All or nothing:
+        the observer hears of the replayed results only once the whole replay succeeded."""
         first, *later = replay
         now = self._tracker.snapshot()
+        seen: list[Observation] = []
         try:
             self._tracker.restore(first.before)
-            redone = [self._retrack(first)]
-            result = self._prompt_tracker(prompt)
-            redone[0].edits.append(prompt)
-            redone += [self._retrack(entry) for entry in later]
+            redone = [self._retrack(first, seen)]
+            results = []
+            for prompt in prompts:
+                results.append(self._prompt_tracker(prompt))
+                redone[0].edits.append(prompt)
+                seen.append((first.frame, {prompt.object_id: results[-1]}, False))
+            redone += [self._retrack(entry, seen) for entry in later]
         except BaseException:
             self._tracker.restore(now)
             self._needs_retrack = True
@@ -265,17 +308,20 @@ class TrackingSession:
         kept = list(self._history)[:len(self._history) - len(replay)]
         self._history = deque([*kept, *redone])
         self._needs_retrack = False
-        return result
+        for observation in seen:
+            self._observe(*observation)
+        return results
 
-    def _retrack(self, entry: TrackedFrame) -> TrackedFrame:
-        """Track a buffered frame again and replay its edits; the history is not touched."""
+    def _retrack(self, entry: TrackedFrame, seen: list[Observation]) -> TrackedFrame:
+        """Track a buffered frame again and replay its edits; the history is not touched
+        (what the observer is to hear is added to `seen`)."""
         before = self._tracker.snapshot()
-        self._tracker.track(entry.frame.rgb)
+        seen.append((entry.frame, self._tracker.track(entry.frame.rgb), True))
         for edit in entry.edits:
             if isinstance(edit, Removal):
                 self._tracker.remove_object(edit.object_id)
             else:
-                self._prompt_tracker(edit)
+                seen.append((entry.frame, {edit.object_id: self._prompt_tracker(edit)}, False))
         return TrackedFrame(frame=entry.frame, before=before, edits=list(entry.edits))
 
     def memory_bytes(self) -> int:

@@ -323,6 +323,28 @@ def test_missing_weights_message_names_file_places_and_command(tmp_path, monkeyp
         model_loading.find_checkpoint(explicit)
 
 
+def test_nano_is_found_by_size_and_warns_at_another_image_size(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(model_loading.WEIGHTS_ENV, str(tmp_path))
+    config = parameters.NodeConfig(model_size="nano", image_size=256)
+    assert model_loading.find_checkpoint(config).name == "sam2_nano.pt"  # install or source tree
+    infos: list[str] = []
+    warnings: list[str] = []
+    model_loading.build_tracker(config, info=infos.append, warn=warnings.append)
+    assert "(SAM 2.1 nano)" in infos[0]
+    assert warnings == ["sam2_nano.pt was trained at image_size 128, running at 256: expect "
+                        "worse masks (set image_size:=128)"]
+    warnings.clear()
+    model_loading.build_tracker(dataclasses.replace(config, image_size=128), info=infos.append,
+                                warn=warnings.append)
+    assert warnings == []
+    monkeypatch.setattr(model_loading, "SOURCE_ROOT", tmp_path)
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    with pytest.raises(model_loading.ModelLoadError,
+                       match="sam2_nano.pt ships in the package's weights/ folder; rebuild"):
+        model_loading.find_checkpoint(config)
+
+
 def test_build_tracker_refuses_without_weights_and_unknown_backend(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(model_loading.WEIGHTS_ENV, str(tmp_path))

@@ -8,9 +8,12 @@
 Arguments are checked before anything starts (bad values, rviz:=true without rviz2).
 Node parameters given here override the params file; unset ones leave it alone. The launch
 ends when the node does and exits non-zero when the node failed (e.g. configure); Ctrl-C
-stops everything and exits 0.
+stops everything and exits 0; the node and rviz also stop if `ros2 launch` is killed.
 """
+import os
+import shlex
 import signal
+import sys
 from pathlib import Path
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
@@ -54,20 +57,28 @@ def _start(context: LaunchContext) -> list:
     """Check everything, then start rviz (if asked) and the node; raising starts nothing."""
     values = context.launch_configurations
     overrides = parameter_overrides(values)
+    prefix = _exit_with_launch(values)
     actions = []
     if values["rviz"] == "true":
-        actions.append(_rviz(values["namespace"], Path(values["rviz_config"])))
+        actions.append(_rviz(values["namespace"], Path(values["rviz_config"]), prefix))
     parameters = [values["params_file"], *([overrides] if overrides else [])]
     actions.append(Node(
         package="sam2_ros", executable="sam2_node", name=NODE_NAME,
         namespace=values["namespace"], parameters=parameters,
-        remappings=[("image", values["image"])],
+        remappings=[("image", values["image"])], prefix=prefix,
         output="screen", emulate_tty=True, on_exit=_on_node_exit,
     ))
     return actions
 
 
-def _rviz(namespace: str, template: Path) -> Node:
+def _exit_with_launch(values) -> str:
+    """A prefix that stops a process if `ros2 launch` dies without stopping it (SIGTERM,
+    SIGKILL), keeping any --launch-prefix the user gave (a prefix here replaces it)."""
+    wrapper = f"{shlex.quote(sys.executable)} -m sam2_ros.ros.exit_with_parent {os.getpid()}"
+    return f"{wrapper} {values.get('launch-prefix', '')}".strip()
+
+
+def _rviz(namespace: str, template: Path, prefix: str) -> Node:
     try:
         get_package_prefix("rviz2")
     except PackageNotFoundError as error:
@@ -79,7 +90,7 @@ def _rviz(namespace: str, template: Path) -> Node:
     config = Path(launch_config.log_dir) / "sam2.rviz"
     config.write_text(rviz_config_for(template.read_text(), namespace))
     return Node(package="rviz2", executable="rviz2", name="rviz2", namespace=namespace,
-                arguments=["-d", str(config)])
+                arguments=["-d", str(config)], prefix=prefix)
 
 
 def _on_node_exit(event: ProcessExited, context: LaunchContext) -> list:

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -90,6 +91,36 @@ def test_rviz_config_follows_the_namespace(namespace, prefix) -> None:
     assert len(shipped) == 3 and all(topic.startswith("/sam2/") for topic in shipped)
     moved = rviz_topics(launch_setup.rviz_config_for(template, namespace))
     assert moved == [prefix + topic.removeprefix("/sam2/") for topic in shipped]
+
+
+def process_running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child waits as one until it is reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_exit_with_parent_stops_the_command_when_its_parent_dies() -> None:
+    wrapped = ("import os, subprocess, sys, time; print(subprocess.Popen([sys.executable, '-m', "
+               "'sam2_ros.ros.exit_with_parent', str(os.getpid()), 'sleep', '60'], "
+               "stdout=subprocess.DEVNULL).pid, flush=True); time.sleep(1)")
+    parent = subprocess.Popen([sys.executable, "-c", wrapped], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    assert process_running(child)
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while process_running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running = process_running(child)
+    if running:
+        os.kill(child, signal.SIGKILL)
+    assert not running, "the command outlived its parent"
+    wrong_parent = subprocess.run([sys.executable, "-m", "sam2_ros.ros.exit_with_parent", "1",
+                                   "true"], capture_output=True, text=True, timeout=30)
+    assert wrong_parent.returncode == 1 and "parent 1 is gone" in wrong_parent.stderr
 
 
 def test_launch_file_declares_every_argument() -> None:
@@ -176,9 +207,10 @@ def launch(tmp_path):
 
 
 def ros2(*arguments: str, timeout: float = 30.0) -> str:
-    """A `ros2` CLI command (no daemon: nothing left running); its output."""
-    result = subprocess.run(["ros2", *arguments, "--no-daemon"], capture_output=True,
-                            text=True, timeout=timeout)
+    """A `ros2` CLI command (no daemon: nothing left running; 3 s to discover the node, as
+    0.5 s, the default, is not always enough here); its output."""
+    result = subprocess.run(["ros2", *arguments, "--no-daemon", "--spin-time", "3"],
+                            capture_output=True, text=True, timeout=timeout)
     return result.stdout + result.stderr
 
 
@@ -231,6 +263,17 @@ def test_launch_runs_the_node_from_the_install_and_stops_on_sigint(launch) -> No
     os.killpg(running.group, signal.SIGINT)  # Ctrl-C: a terminal signals the whole group
     assert running.wait(timeout=30) == 0, running.output()
     running.assert_nothing_left()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_launch_leaves_no_node_behind(launch, signum) -> None:
+    """SIGTERM and SIGKILL skip launch's own shutdown: the node must stop by itself."""
+    namespace = f"killed_{uuid.uuid4().hex[:8]}"
+    running = launch("model_size:=nano", "image_size:=128", f"namespace:={namespace}")
+    wait_until_active(f"/{namespace}/sam2", running)
+    os.kill(running.process.pid, signum)  # the launch process only, as `kill` or docker do
+    running.wait(timeout=30)
+    running.assert_nothing_left(timeout=30)
 
 
 @pytest.mark.parametrize("rviz, message", [

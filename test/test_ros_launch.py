@@ -136,6 +136,28 @@ def test_launch_file_declares_every_argument() -> None:
     assert isinstance(description.entities[-1], OpaqueFunction)
 
 
+def test_rviz_starts_first_with_the_namespaced_config(tmp_path, monkeypatch) -> None:
+    needs_ros2_launch()
+    from launch import LaunchContext
+    from launch.logging import launch_config
+    from launch_ros.actions import Node
+
+    fake = tmp_path / "rviz2_prefix"  # an ament prefix where rviz2 is "installed"
+    (fake / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (fake / "share" / "ament_index" / "resource_index" / "packages" / "rviz2").touch()
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{fake}:{os.environ.get('AMENT_PREFIX_PATH', '')}")
+    monkeypatch.setattr(launch_config, "_log_dir", str(tmp_path))  # where the config goes
+    context = LaunchContext()
+    context.launch_configurations.update(
+        {"rviz": "true", "namespace": "robot1", "rviz_config": str(RVIZ_CONFIG),
+         "params_file": "p.yaml", "image": "/cam", "model_size": "nano", "launch-prefix": ""})
+    actions = load_launch_file()._start(context)
+    assert [a.node_executable for a in actions if isinstance(a, Node)] == ["rviz2", "sam2_node"]
+    generated = (tmp_path / "sam2.rviz").read_text()
+    assert rviz_topics(generated) == ["/robot1/sam2/overlay", "/robot1/sam2/label_image",
+                                      "/robot1/sam2/markers"]
+
+
 # `ros2 launch` for real ----------------------------------------------------------------
 class Launch:
     """`ros2 launch sam2_ros sam2.launch.py <arguments>` in its own process group."""

@@ -48,25 +48,26 @@ def send(topic: str, *, width: int, height: int, frames: int, rate: float,
     from sensor_msgs.msg import Image
 
     rclpy.init()
-    node = rclpy.create_node("sam2_bench_dds_sender")
-    publisher = node.create_publisher(Image, topic, qos_profile_sensor_data)
-    deadline = time.monotonic() + match_timeout
-    while publisher.get_subscription_count() == 0:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no subscriber matched {topic} within {match_timeout} s")
-        rclpy.spin_once(node, timeout_sec=0.1)
-    time.sleep(1.0)  # the match is seen here first; give the receiver's side time too
-    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)
-    message = Image(width=width, height=height, encoding="bgr8", step=3 * width,
-                    data=pixels.tobytes())
-    start = time.monotonic()
-    for index in range(frames):
-        message.header.stamp = node.get_clock().now().to_msg()
-        publisher.publish(message)
-        time.sleep(max(0.0, start + (index + 1) / rate - time.monotonic()))
-    achieved = frames / (time.monotonic() - start)
-    rclpy.try_shutdown()
-    return len(message.data), achieved
+    try:
+        node = rclpy.create_node("sam2_bench_dds_sender")
+        publisher = node.create_publisher(Image, topic, qos_profile_sensor_data)
+        deadline = time.monotonic() + match_timeout
+        while publisher.get_subscription_count() == 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no subscriber matched {topic} within {match_timeout} s")
+            rclpy.spin_once(node, timeout_sec=0.1)
+        time.sleep(1.0)  # the match is seen here first; give the receiver's side time too
+        pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)
+        message = Image(width=width, height=height, encoding="bgr8", step=3 * width,
+                        data=pixels.tobytes())
+        start = time.monotonic()
+        for index in range(frames):
+            message.header.stamp = node.get_clock().now().to_msg()
+            publisher.publish(message)
+            time.sleep(max(0.0, start + (index + 1) / rate - time.monotonic()))
+        return len(message.data), frames / (time.monotonic() - start)
+    finally:
+        rclpy.try_shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                              stdout=subprocess.PIPE, text=True)
     try:
         frame_bytes, achieved = send(args.topic, width=args.width, height=args.height,
-                           frames=args.frames, rate=args.rate)
+                                     frames=args.frames, rate=args.rate)
         time.sleep(args.drain)
         output, _ = child.communicate(input="", timeout=60)  # closing stdin stops it
     finally:
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": "dds", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "width": args.width, "height": args.height, "bytes_per_frame": frame_bytes,
-        "rate_hz": args.rate, "rate_achieved_hz": round(achieved, 2), "frames_sent": args.frames, "frames_received": received,
+        "rate_hz": args.rate, "rate_achieved_hz": round(achieved, 2),
+        "frames_sent": args.frames, "frames_received": received,
         "fastdds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
         "rmw": os.environ.get("RMW_IMPLEMENTATION", "default"),
         "cpu_cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0],

@@ -57,6 +57,8 @@ def _start(context: LaunchContext) -> list:
     """Check everything, then start rviz (if asked) and the node; raising starts nothing."""
     values = context.launch_configurations
     overrides = parameter_overrides(values)
+    if not Path(values["params_file"]).is_file():
+        raise RuntimeError(f"params_file {values['params_file']!r} does not exist")
     prefix = _exit_with_launch(values)
     actions = []
     if values["rviz"] == "true":

@@ -298,14 +298,17 @@ def test_a_killed_launch_leaves_no_node_behind(launch, signum) -> None:
     running.assert_nothing_left(timeout=30)
 
 
-@pytest.mark.parametrize("rviz, message", [
-    ("true", "rviz:=true but rviz2 is not installed"),
-    ("maybe", "Argument \"rviz\" provided value \"maybe\" is not valid"),
+@pytest.mark.parametrize("argument, message", [
+    ("rviz:=true", "rviz:=true but rviz2 is not installed"),
+    ("rviz:=maybe", "Argument \"rviz\" provided value \"maybe\" is not valid"),
+    ("params_file:=/nonexistent/sam2.yaml", "params_file '/nonexistent/sam2.yaml' does not exist"),
+    ("image_size:=100", "image_size=100: expected 64..2048 in steps of 32"),
 ])
-def test_rviz_problems_fail_before_the_node_starts(launch, rviz, message) -> None:
-    if rviz == "true" and shutil.which("rviz2") is not None:
-        pytest.skip("rviz2 is installed here: this test needs a machine without it")
-    running = launch(f"rviz:={rviz}", "allow_random_weights:=true", "image_size:=256")
+def test_bad_arguments_fail_before_the_node_starts(launch, argument, message) -> None:
+    if argument == "rviz:=true" and shutil.which("rviz2") is not None:
+        pytest.skip("rviz2 is installed here: this case needs a machine without it")
+    # Otherwise startable; the argument comes last, and the last of duplicates wins.
+    running = launch("allow_random_weights:=true", "image_size:=256", argument)
     assert running.wait(timeout=60) != 0
     output = running.output()
     assert message in output and "process started" not in output, output

@@ -150,7 +150,8 @@ def test_rviz_starts_first_with_the_namespaced_config(tmp_path, monkeypatch) -> 
     context = LaunchContext()
     context.launch_configurations.update(
         {"rviz": "true", "namespace": "robot1", "rviz_config": str(RVIZ_CONFIG),
-         "params_file": str(ROOT / "config" / "sam2.yaml"), "image": "/cam", "model_size": "nano", "launch-prefix": ""})
+         "params_file": str(ROOT / "config" / "sam2.yaml"), "image": "/cam",
+         "model_size": "nano", "launch-prefix": ""})
     actions = load_launch_file()._start(context)
     assert [a.node_executable for a in actions if isinstance(a, Node)] == ["rviz2", "sam2_node"]
     generated = (tmp_path / "sam2.rviz").read_text()

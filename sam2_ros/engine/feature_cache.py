@@ -33,14 +33,13 @@ def storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
 
 
 def frame_feature_bytes(model: SAM2Model, dtype: torch.dtype) -> int:
-    """Bytes one frame's features take when computed at `dtype` (float32 or a reduced one):
-    the lowest level and its position encoding (C x h x w each, the encoding float32) and the
-    two high-resolution levels (C/8 x 4h x 4w, C/4 x 2h x 2w)."""
+    """Bytes one frame's features take when computed at `dtype`: the lowest level and its
+    position encoding (C x h x w each) and the two high-resolution levels (C/8 x 4h x 4w,
+    C/4 x 2h x 2w), all in `dtype` (checked against real frames in test_cpu_bf16)."""
     c, side = model.cfg.hidden_dim, model.image_size // 16
     cells = side * side
     element = torch.finfo(dtype).bits // 8
-    pos = c * cells * 4  # sine encodings are computed in float32
-    return c * cells * element + pos + (c // 8) * 16 * cells * element + (c // 4) * 4 * cells * element
+    return (2 * c + (c // 8) * 16 + (c // 4) * 4) * cells * element
 
 
 class FeatureCache:

@@ -16,7 +16,7 @@ the last tracked one is tracked on the spot (the worker would have tracked it ne
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,7 +45,7 @@ class TrackerLike(Protocol):
 
     def restore(self, snapshot: SnapshotLike) -> None: ...
 
-    def track(self, frame: np.ndarray) -> dict[int, ObjectResultLike]: ...
+    def track(self, frame: np.ndarray, key: Hashable | None = None) -> dict[int, ObjectResultLike]: ...
 
     def add_prompt(self, obj_id: int, *, points: np.ndarray | None, labels: np.ndarray | None,
                    box: np.ndarray | None, mask: np.ndarray | None,
@@ -120,7 +120,9 @@ class TrackingSession:
 
     def _track(self, frame: BufferedFrame) -> dict[int, ObjectResultLike]:
         before = self._tracker.snapshot()
-        results = self._tracker.track(frame.rgb)
+        # Keyed by sequence number: a replay finds the frame's features in the tracker's
+        # feature cache (when it has one) instead of encoding the image again.
+        results = self._tracker.track(frame.rgb, key=frame.seq)
         self._history.append(TrackedFrame(frame=frame, before=before))
         return results
 

@@ -33,6 +33,7 @@ class NodeConfig:
     max_objects: int = 16
     max_conditioning_frames: int = 4
     frame_buffer_length: int = 30
+    feature_cache_bytes: int = 0
     image_topic: str = "image"
     compressed_image_topic: str = ""
     publish_masks: bool = True
@@ -63,7 +64,9 @@ SPECS: dict[str, _Spec] = {
     "image_size": _Spec("Square model input side in pixels (1024 for the official weights).",
                         int_range=(64, 2048, 32)),
     "device": _Spec("Torch device: cpu, cuda, cuda:N or mps."),
-    "dtype": _Spec("Compute dtype.", choices=DTYPES),
+    "dtype": _Spec("Compute dtype: float32; on CUDA bfloat16 or float16; on CPU bfloat16 "
+                   "where the CPU has native bf16 (avx512_bf16 or amx_bf16; else configure "
+                   "fails saying so), float16 refused.", choices=DTYPES),
     "backend": _Spec("Inference backend.", choices=BACKENDS),
     "max_objects": _Spec("Most objects tracked at once; further new ids are refused.",
                          int_range=(1, 255, 1)),
@@ -73,6 +76,11 @@ SPECS: dict[str, _Spec] = {
                                  "keeps a snapshot of the memory; a prompt re-tracks at most "
                                  "this many).",
                                  int_range=(1, 300, 1)),
+    "feature_cache_bytes": _Spec("Bytes of buffered frames' image features kept so that a "
+                                 "stamped prompt's replay skips the image encoder (a frame: "
+                                 "~5 MiB at 512 px float32, half in bfloat16; 21 MiB at 1024 "
+                                 "float32); 0 = off; below one frame it stays off and says so.",
+                                 int_range=(0, 1 << 36, 1)),
     "image_topic": _Spec("sensor_msgs/Image input (remap it or set it here)."),
     "compressed_image_topic": _Spec("Optional sensor_msgs/CompressedImage input; empty = off."),
     "publish_masks": _Spec("Publish ~/masks (sam2_ros/ObjectMaskArray)."),

@@ -24,6 +24,7 @@ import torch
 
 from sam2_ros.backends import BackendUnavailable, make_backend
 from sam2_ros.bench import report
+from sam2_ros.bench.accuracy import VISIBLE_BIAS, compare_runners, make_visible
 from sam2_ros.bench.frames import load_frames
 from sam2_ros.bench.machine import machine_info
 from sam2_ros.bench.measure import run_stream
@@ -78,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated depths (e.g. 5,20): time a prompt stamped that many frames back, "
                              "feature cache off and on, against tracking those frames live")
     engine.add_argument("--replay-rounds", type=int, default=3, help="replays timed per depth")
+    engine.add_argument("--accuracy-frames", type=int, default=0,
+                        help="> 0: also compare every runner's masks with the float32 reference over this many "
+                             "frames of each --accuracy-videos (mask IoU, logit error)")
+    engine.add_argument("--accuracy-videos", default="bedroom,blocks",
+                        help="comma-separated bundled videos (test/data) or image directories for --accuracy-frames")
     sub.add_parser("backends", parents=[common], help="every available backend, per part, with a plot")
     args = parser.parse_args(argv)
     if args.objects is None:
@@ -125,13 +131,15 @@ def prepare_weights(args: argparse.Namespace, scratch: Path) -> tuple[Path | Non
     """The official-format file both models load, and how to describe it."""
     if args.checkpoint is not None:
         return args.checkpoint, f"checkpoint {args.checkpoint}"
-    described = f"RANDOM (seed {args.seed}; no --checkpoint): timings hold, masks are meaningless"
+    described = (f"RANDOM (seed {args.seed}; no --checkpoint; object-score bias {VISIBLE_BIAS}, so objects are "
+                 "predicted present): timings hold, masks are meaningless")
     if not REFERENCE_MODES[args.reference_mode]:
         return None, described
     torch.manual_seed(args.seed)
     predictor = build_reference_predictor(
         args.model, image_size=args.image_size, version=args.version, checkpoint=None, device="cpu"
     )
+    make_visible(predictor)
     path = scratch / f"sam{args.version}_{args.model}_random{args.seed}.pt"
     torch.save({"model": predictor.state_dict()}, path)
     return path, described
@@ -267,6 +275,13 @@ def main(argv: list[str] | None = None) -> int:
         stream = run_stream(runners, frames, n_objects=n, warmup=args.warmup, timed=args.frames,
                             device=device, time_parts=args.command == "backends")
         runs.append(report.run_entry(n, stream, runners))
+    accuracy = []
+    for video in (args.accuracy_videos.split(",") if getattr(args, "accuracy_frames", 0) else []):
+        video_frames, video_described = load_frames(video.strip())
+        for n in objects:
+            print(f"accuracy on {video}: {n} object(s), {args.accuracy_frames} frames ...", file=sys.stderr, flush=True)
+            accuracy.append({"video": video_described, **compare_runners(
+                runners, video_frames, n_objects=n, n_frames=args.accuracy_frames)})
     replays = []
     if getattr(args, "replay", None):
         depths = [int(d) for d in args.replay.split(",")]
@@ -307,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if replays:
         document["replay"] = replays
+    if accuracy:
+        document["accuracy"] = accuracy
     print(report.format_summary(document))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -97,5 +97,11 @@ def format_summary(document: dict[str, Any]) -> str:
         cache = replay["cache"]
         lines.append(f"{'':>9}cache: {cache['held_bytes_at_end'] / MIB:.1f} MiB held of a {cache['budget_bytes'] / MIB:.1f} "
                      f"MiB budget ({cache['frames_held_at_end']} frames, {cache['hits']} hits)")
+    for acc in document.get("accuracy", []):
+        lines += ["", f"accuracy against {acc['against']} ({acc['video']}, {acc['objects']} object(s), "
+                      f"{acc['frames']} frames):"]
+        for name, r in acc["runners"].items():
+            lines.append(f"{'':>9}{name:<28} mask IoU mean {r['mask_iou_mean']:.4f} min {r['mask_iou_min']:.4f}, "
+                         f"logit error max {r['logit_max_abs_error_max']:.4f} mean {r['logit_mean_abs_error_mean']:.5f}")
     lines += [""] + [f"note: {note}" for note in document["notes"]]
     return "\n".join(lines)

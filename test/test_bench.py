@@ -139,7 +139,7 @@ def test_engine_bf16_on_cpu_with_replay_and_accuracy(tmp_path: Path) -> None:
     assert accuracy["runners"]["ours:torch"]["mask_iou_min"] == 1.0  # float32 equals the reference
     for r in accuracy["runners"].values():
         assert 0.9 <= r["mask_iou_min"] <= r["mask_iou_mean"] <= 1.0 and r["masks_compared"] == 2
-    assert [r["runner"] for r in doc["replay"]] == ["ours:torch", "ours:torch+bfloat16"]
+    assert [r["runner"] for r in doc["replay"]] == ["ours:torch+bfloat16"]
     for replay in doc["replay"]:
         depth = replay["depths"]["2"]
         for name in ("cache_off", "cache_on"):

@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     engine = sub.add_parser("engine", parents=[common], help="our tracker vs Meta's reference, per-frame latency and memory")
     engine.add_argument("--replay", default=None,
                         help="comma-separated depths (e.g. 5,20): time a prompt stamped that many frames back, "
-                             "feature cache off and on, against tracking those frames live")
+                             "feature cache off and on, against tracking those frames live (ours, torch, at --dtype)")
     engine.add_argument("--replay-rounds", type=int, default=3, help="replays timed per depth")
     engine.add_argument("--accuracy-frames", type=int, default=0,
                         help="> 0: also compare every runner's masks with the float32 reference over this many "
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "replay", None):
         depths = [int(d) for d in args.replay.split(",")]
         for runner in runners:
-            if isinstance(runner, OursRunner) and runner.backend.name == "torch":
+            if isinstance(runner, OursRunner) and runner.backend.name == "torch" and runner.dtype == DTYPES[args.dtype]:
                 print(f"replay {runner.name}: depths {depths}, {args.replay_rounds} rounds, {objects[0]} object(s) ...",
                       file=sys.stderr, flush=True)
                 replays.append({"runner": runner.name, **measure_replay(

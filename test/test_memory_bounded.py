@@ -70,7 +70,8 @@ CPU_BF16 = pytest.mark.skipif(not cpu_bf16_instructions(),
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=CPU_BF16)])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=CPU_BF16)],
+                         ids=["float32", "bfloat16"])
 def test_tracker_memory_is_flat_over_2000_frames(one_thread: None, dtype: torch.dtype) -> None:
     """Two objects, corrections every 100 frames (conditioning evictions), an object declared
     absent by an empty mask and brought back: memory_stats and process RSS stop growing

@@ -14,6 +14,7 @@ import pytest
 from sam2_ros.backends.base import PART_NAMES
 from sam2_ros.bench.cli import main
 from sam2_ros.bench.stats import LatencyStats
+from sam2_ros.engine.precision import cpu_bf16_instructions
 
 pytest.importorskip("sam2", reason="reference sam2==1.1.0 not installed (scripts/setup.sh installs it)")
 
@@ -105,7 +106,9 @@ def test_backends_command(tmp_path: Path, device: str) -> None:
     "argv, message",
     [
         (["--reference-mode", "vos"], "--reference-mode vos is Meta's CUDA configuration"),
-        (["--dtype", "bfloat16"], "--dtype bfloat16 needs --device cuda"),
+        (["--dtype", "float16"], "--dtype float16: dtype float16 on CPU is refused"),
+        (["--replay", "5,x"], "--replay must be comma-separated integers"),
+        (["--replay", "0"], "--replay depths and --replay-rounds must be >= 1"),
         (["--objects", "1,x"], "--objects must be comma-separated integers"),
         (["--objects", "0"], "--objects must be >= 1"),
         (["--video", "/nonexistent/frames"], "frames directory /nonexistent/frames not found"),
@@ -114,6 +117,37 @@ def test_backends_command(tmp_path: Path, device: str) -> None:
 def test_bad_settings_fail_before_any_work(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["engine", "--device", "cpu", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not cpu_bf16_instructions(), reason="this CPU has no native bf16 (avx512_bf16 / amx_bf16)")
+def test_engine_bf16_on_cpu_with_replay_and_accuracy(tmp_path: Path) -> None:
+    """float32 and bfloat16 of ours and of the reference side by side; the replay and
+    accuracy sections are complete and consistent (no speed asserted)."""
+    out = tmp_path / "engine_bf16.json"
+    argv = ["engine", *TINY, "--device", "cpu", "--dtype", "bfloat16", "--replay", "2", "--replay-rounds", "1",
+            "--accuracy-frames", "2", "--accuracy-videos", "bedroom", "--json", str(out)]
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    [run] = doc["runs"]
+    names = {"ours:torch", "ours:torch+bfloat16", "reference:eager", "reference:eager+autocast"}
+    assert set(run["runners"]) == names and doc["settings"]["precisions"] == ["float32", "bfloat16"]
+    assert run["runners"]["ours:torch+bfloat16"]["dtype"] == "bfloat16"
+    assert {(r["ours"], r["reference"]) for r in run["ratios"]} == {
+        (o, ref) for o in ("ours:torch", "ours:torch+bfloat16") for ref in ("reference:eager", "reference:eager+autocast")}
+    [accuracy] = doc["accuracy"]
+    assert set(accuracy["runners"]) == names - {"reference:eager"} and accuracy["baseline_empty_masks"] == 0
+    assert accuracy["runners"]["ours:torch"]["mask_iou_min"] == 1.0  # float32 equals the reference
+    for r in accuracy["runners"].values():
+        assert 0.9 <= r["mask_iou_min"] <= r["mask_iou_mean"] <= 1.0 and r["masks_compared"] == 2
+    assert [r["runner"] for r in doc["replay"]] == ["ours:torch+bfloat16"]
+    for replay in doc["replay"]:
+        depth = replay["depths"]["2"]
+        for name in ("cache_off", "cache_on"):
+            check_latency(depth["live_ms"][name], 1, name)
+            check_latency(depth["replay_ms"][name], 1, name)
+        cache = replay["cache"]
+        assert cache["within_budget"] and 0 < cache["held_bytes_at_end"] <= cache["budget_bytes"]
+        assert cache["hits"] == 2  # the two frames replayed came from the cache
 
 
 def test_latency_stats() -> None:

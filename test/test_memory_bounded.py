@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from sam2_ros.engine import StreamingTracker, build_model
+from sam2_ros.engine.feature_cache import frame_feature_bytes
 from sam2_ros.engine.memory_bank import MemoryBank, MemoryEntry
+from sam2_ros.engine.precision import cpu_bf16_instructions
 
 NUM_MASKMEM, MAX_PTRS, MAX_COND = 7, 16, 4
 
@@ -63,13 +65,22 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+CPU_BF16 = pytest.mark.skipif(not cpu_bf16_instructions(),
+                              reason="this CPU has no native bf16 (avx512_bf16 / amx_bf16)")
+
+
 @pytest.mark.slow
-def test_tracker_memory_is_flat_over_2000_frames(one_thread: None) -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=CPU_BF16)],
+                         ids=["float32", "bfloat16"])
+def test_tracker_memory_is_flat_over_2000_frames(one_thread: None, dtype: torch.dtype) -> None:
     """Two objects, corrections every 100 frames (conditioning evictions), an object declared
     absent by an empty mask and brought back: memory_stats and process RSS stop growing
-    after the first window."""
+    after the first window. In bfloat16 with the feature cache on (keyed by frame), which
+    stays within its budget of three frames."""
     torch.manual_seed(0)
-    tracker = StreamingTracker(build_model("tiny", 32))
+    model = build_model("tiny", 32)
+    budget = 3 * frame_feature_bytes(model, dtype) if dtype == torch.bfloat16 else 0
+    tracker = StreamingTracker(model, dtype=dtype, feature_cache_bytes=budget)
     rng = np.random.default_rng(0)
     h, w = 24, 40
     mask = np.zeros((h, w), bool)
@@ -77,7 +88,8 @@ def test_tracker_memory_is_flat_over_2000_frames(one_thread: None) -> None:
     peak_bytes: dict[str, int] = {}
     rss: dict[int, float] = {}
     for t in range(2000):
-        tracker.track(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        tracker.track(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), key=t)
+        assert tracker.feature_cache.nbytes() <= budget
         if t == 0:
             tracker.add_prompt(1, points=np.array([[20.0, 12.0]]), labels=np.array([1]))
         if t == 50:

@@ -440,13 +440,20 @@ def test_build_tracker_refuses_without_weights_and_unknown_backend(tmp_path, mon
             model_loading.build_tracker(dataclasses.replace(config, backend="tensorrt",
                                                             allow_random_weights=True),
                                         info=logs.append, warn=logs.append)
-    with pytest.raises(model_loading.ModelLoadError, match="needs a CUDA device"):
+    with pytest.raises(model_loading.ModelLoadError, match="float16 on CPU is refused"):
         model_loading.build_tracker(dataclasses.replace(config, dtype="float16",
                                                         allow_random_weights=True),
                                     info=logs.append, warn=logs.append)
     tracker = model_loading.build_tracker(dataclasses.replace(config, allow_random_weights=True),
                                           info=logs.append, warn=logs.append)
-    assert "RANDOM weights" in logs[-1] and tracker.object_ids == []
+    assert "RANDOM weights" in logs[-2] and tracker.object_ids == []
+    assert logs[-1].startswith("feature cache off (budget 0)")
+    warnings: list[str] = []
+    tracker = model_loading.build_tracker(
+        dataclasses.replace(config, allow_random_weights=True, feature_cache_bytes=1000),
+        info=logs.append, warn=warnings.append)
+    assert warnings[-1].startswith("feature cache off: its budget of 1000 bytes is smaller than one frame")
+    assert not tracker.feature_cache.enabled
 
 
 def test_build_tracker_loads_a_checkpoint(tmp_path) -> None:
@@ -460,7 +467,7 @@ def test_build_tracker_loads_a_checkpoint(tmp_path) -> None:
     logs: list[str] = []
     config = parameters.NodeConfig(checkpoint=str(path), image_size=256)
     tracker = model_loading.build_tracker(config, info=logs.append, warn=logs.append)
-    assert str(path) in logs[-1] and "loaded" in logs[-1]
+    assert str(path) in logs[-2] and "loaded" in logs[-2]
     loaded = tracker.model.state_dict()
     for key, value in model.state_dict().items():
         assert torch.equal(loaded[key], value), key

@@ -20,6 +20,7 @@ pytest.importorskip("sam2_ros.msg", reason="msg/srv not built: run bash scripts/
 from std_msgs.msg import Header  # noqa: E402
 
 from sam2_ros.engine import StreamingTracker, build_model  # noqa: E402
+from sam2_ros.engine.feature_cache import frame_feature_bytes  # noqa: E402
 from sam2_ros.ros.frame_buffer import FrameBuffer, FrameNotBufferedError  # noqa: E402
 from sam2_ros.ros.session import Prompt, PromptError, TrackingSession  # noqa: E402
 
@@ -129,10 +130,10 @@ def assert_same(a, b) -> None:
     assert (a.score, a.object_score_logit) == (b.score, b.object_score_logit)
 
 
-def run(model, video, script: dict[int, list]) -> tuple:
+def run(model, video, script: dict[int, list], feature_cache_bytes: int = 0) -> tuple:
     """Receive and track frames 1..6 (stamp = seconds), applying `script[sec]` edits
     (prompts, or object ids to remove) right after tracking frame `sec`."""
-    tracker = StreamingTracker(model)
+    tracker = StreamingTracker(model, feature_cache_bytes=feature_cache_bytes)
     frames, session = make_session(tracker)
     received, answers = [], []
     for sec, rgb in enumerate(video, start=1):
@@ -146,20 +147,26 @@ def run(model, video, script: dict[int, list]) -> tuple:
     return tracker, frames, session, received, answers
 
 
-def test_stamped_prompt_equals_the_live_prompt(small_model, video) -> None:
+@pytest.mark.parametrize("cached_frames", [0, 8], ids=["feature_cache_off", "feature_cache_on"])
+def test_stamped_prompt_equals_the_live_prompt(small_model, video, cached_frames: int) -> None:
     """Object 2 clicked on frame 3 live, or by stamp after frame 6 was tracked: the prompt's
     result, the tracker's state and the next frame agree exactly, including the prompts and
-    removals given on the frames in between (replayed, not lost)."""
+    removals given on the frames in between (replayed, not lost). With the feature cache on
+    the replay re-encodes no frame, and still agrees exactly."""
     clicked = prompt(2, points=[[60, 50]], labels=[1])
     edits = {1: [prompt(1, mask=box_mask(135, 240)), prompt(3, box=[150, 20, 230, 120])],
              3: [prompt(1, points=[[100, 60]], labels=[0], clear_old=False)],
              4: [3],  # remove object 3
              5: [prompt(1, points=[[80, 70]], labels=[1])]}
     live = run(small_model, video[:6], {**edits, 3: [*edits[3], clicked]})
-    stamped = run(small_model, video[:6], edits)
+    budget = cached_frames * frame_feature_bytes(small_model, torch.float32)
+    stamped = run(small_model, video[:6], edits, feature_cache_bytes=budget)
     tracker, frames, session, received, _ = stamped
     assert session.object_ids == [1]
+    encoded = tracker.feature_cache.misses
     target, result = session.add_prompt(prompt(2, stamp_sec=3, points=[[60, 50]], labels=[1]))
+    if cached_frames:  # frames 3..6 tracked again, none encoded again
+        assert (tracker.feature_cache.hits, tracker.feature_cache.misses) == (4, encoded)
     assert target is received[2] and session.last_frame is received[5]
     assert_same(result, live[4][3][1])  # the live answers: two on frame 1, two on frame 3
     assert result.mask.any() and not result.mask.all()
@@ -225,7 +232,7 @@ class RecordingTracker:
         self.calls.append(("restore", snapshot.last))
         self.object_ids, self.last = list(snapshot.object_ids), snapshot.last
 
-    def track(self, frame: np.ndarray) -> dict:
+    def track(self, frame: np.ndarray, key: object = None) -> dict:
         value = int(frame[0, 0, 0])
         self.calls.append(("track", value))
         if value == self.fail_track:
@@ -350,11 +357,11 @@ def test_a_failed_replay_with_the_real_tracker_changes_nothing(small_model, vide
     tracker, frames, session, received, _ = failed
     real_track, calls = tracker.track, []
 
-    def flaky_track(frame):
+    def flaky_track(frame, key=None):
         calls.append(len(calls))
         if len(calls) == 2:  # re-tracking frame 3 of the replay from frame 2
             raise RuntimeError("transient device error")
-        return real_track(frame)
+        return real_track(frame, key=key)
 
     tracker.track = flaky_track
     with pytest.raises(RuntimeError, match="transient device error"):

@@ -93,6 +93,12 @@ class OrtBackend(Backend):
         if session is None:
             options = self._ort.SessionOptions()
             options.log_severity_level = 3  # errors only
+            # No busy-waiting: onnxruntime's pool threads otherwise spin after each run and
+            # starve torch (the tracker's glue, other runners) of the cores they need next.
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             session = self._ort.InferenceSession(
                 str(self.onnx_dir / spec.filename), sess_options=options, providers=self.providers
             )

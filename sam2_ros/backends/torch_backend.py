@@ -1,6 +1,8 @@
 """PyTorch backend: the parts in eager mode, with opt-in CUDA fast paths.
 
-- `dtype` bfloat16/float16: autocast on CUDA (attention already runs through fused SDPA).
+- `dtype` bfloat16/float16: autocast on CUDA (attention already runs through fused SDPA);
+  bfloat16 on a CPU with native bf16, the weights cast beforehand (`precision.prepare_model`)
+  and attention through bf16 matmuls (`common.dot_product_attention`).
 - `static_memory`: memory attention over fixed slots plus a validity mask (as the exported
   graph does) instead of a memory whose length changes with the stream; implied by the two
   options below, which need repeatable shapes.
@@ -24,9 +26,7 @@ from sam2_ros.backends.base import Backend
 from sam2_ros.backends.cuda_graphs import GraphedPart
 from sam2_ros.backends.parts import PartSpec
 from sam2_ros.engine.model import FrameFeatures, MemoryTokens, SAM2Model
-
-DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
+from sam2_ros.engine.precision import check_dtype, matmul_weights_dtype
 
 class TorchBackend(Backend):
     name = "torch"
@@ -42,11 +42,14 @@ class TorchBackend(Backend):
         cuda_graphs: bool = False,
     ) -> None:
         super().__init__(model, max_conditioning=max_conditioning)
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype}")
+        check_dtype(self.device, dtype)
         on_cuda = self.device.type == "cuda"
-        if dtype != torch.float32 and not on_cuda:
-            raise ValueError(f"dtype {dtype} needs the model on CUDA; it is on {self.device.type}")
+        weights = matmul_weights_dtype(model)
+        if not on_cuda and weights != dtype:
+            raise ValueError(
+                f"on CPU the model's linear and convolution weights must already be {dtype} (cast once: "
+                f"sam2_ros.engine.precision.prepare_model); they are {weights}"
+            )
         if cuda_graphs and not on_cuda:
             raise ValueError(f"cuda_graphs needs the model on CUDA; it is on {self.device.type}")
         self.dtype = dtype
@@ -73,7 +76,7 @@ class TorchBackend(Backend):
             yield
             return
         # Graph capture must not hold autocast's cached weight casts.
-        with torch.autocast("cuda", dtype=self.dtype, cache_enabled=not self.cuda_graphs):
+        with torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=not self.cuda_graphs):
             yield
 
     def _run(self, spec: PartSpec, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

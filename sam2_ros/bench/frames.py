@@ -7,21 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
-BUNDLED = Path(__file__).resolve().parents[2] / "test" / "data" / "bedroom"
+TEST_DATA = Path(__file__).resolve().parents[2] / "test" / "data"
+BUNDLED_VIDEOS = ("bedroom", "blocks")
 SYNTHETIC_HW = (480, 640)  # a VGA camera
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def load_frames(source: str) -> tuple[list[np.ndarray], str]:
-    """Frames (H, W, 3) uint8 RGB and a description: "bedroom" (the bundled real frames),
-    "synthetic", or a directory of JPEG/PNG images (sorted by name)."""
+    """Frames (H, W, 3) uint8 RGB and a description: "bedroom" or "blocks" (the bundled real
+    frames), "synthetic", or a directory of JPEG/PNG images (sorted by name)."""
     if source == "synthetic":
         return synthetic_frames(), f"synthetic {SYNTHETIC_HW[1]}x{SYNTHETIC_HW[0]}"
-    directory = BUNDLED if source == "bedroom" else Path(source)
+    directory = TEST_DATA / source if source in BUNDLED_VIDEOS else Path(source)
     if not directory.is_dir():
         raise FileNotFoundError(
             f"frames directory {directory} not found (the bundled frames live in the source tree's "
-            "test/data/bedroom); use --video synthetic or a directory of images"
+            f"test/data/{{{','.join(BUNDLED_VIDEOS)}}}); use --video synthetic or a directory of images"
         )
     from PIL import Image
 

@@ -84,5 +84,24 @@ def format_summary(document: dict[str, Any]) -> str:
         mem = run["memory"]
         cuda = f", CUDA max allocated {mem['cuda_max_allocated_bytes'] / MIB:.0f} MiB" if mem["cuda_max_allocated_bytes"] else ""
         lines.append(f"{'':>9}process peak RSS {mem['process_peak_rss_bytes'] / MIB:.0f} MiB ({mem['process_peak_rss_scope']}){cuda}")
+    for replay in document.get("replay", []):
+        lines += ["", f"replay ({replay['runner']}, {replay['objects']} object(s), {replay['rounds']} rounds): "
+                      "median ms of a prompt stamped k frames back vs tracking k frames live"]
+        for depth, r in replay["depths"].items():
+            live, again = r["live_ms"], r["replay_ms"]
+            lines.append(
+                f"{'':>9}k={depth:>3}: live {live['cache_off']['median']:.0f} / {live['cache_on']['median']:.0f}, replay "
+                f"cache off {again['cache_off']['median']:.0f} ({r['replay_over_live_median']['cache_off']:.2f}x live), "
+                f"cache on {again['cache_on']['median']:.0f} ({r['replay_over_live_median']['cache_on']:.2f}x live)"
+            )
+        cache = replay["cache"]
+        lines.append(f"{'':>9}cache: {cache['held_bytes_at_end'] / MIB:.1f} MiB held of a {cache['budget_bytes'] / MIB:.1f} "
+                     f"MiB budget ({cache['frames_held_at_end']} frames, {cache['hits']} hits)")
+    for acc in document.get("accuracy", []):
+        lines += ["", f"accuracy against {acc['against']} ({acc['video']}, {acc['objects']} object(s), "
+                      f"{acc['frames']} frames):"]
+        for name, r in acc["runners"].items():
+            lines.append(f"{'':>9}{name:<28} mask IoU mean {r['mask_iou_mean']:.4f} min {r['mask_iou_min']:.4f}, "
+                         f"logit error max {r['logit_max_abs_error_max']:.4f} mean {r['logit_mean_abs_error_mean']:.5f}")
     lines += [""] + [f"note: {note}" for note in document["notes"]]
     return "\n".join(lines)

@@ -58,7 +58,8 @@ class OursRunner(Runner):
         self.max_conditioning_frames = max_conditioning_frames
         self.timer = backend.timer
         flags = [flag for flag in ("compile", "cuda_graphs") if getattr(backend, flag, False)]
-        self.name = "+".join([f"ours:{backend.name}", *flags])
+        precision = [] if dtype == torch.float32 else [str(dtype).removeprefix("torch.")]
+        self.name = "+".join([f"ours:{backend.name}", *flags, *precision])
         self.tracker: StreamingTracker | None = None
 
     def start(self) -> None:
@@ -107,7 +108,7 @@ class ReferenceRunner(Runner):
         self.dtype = torch.bfloat16 if mode == "vos" else dtype
         self.device = predictor.device
         self.max_conditioning_frames = max_conditioning_frames
-        self.name = f"reference:{mode}"
+        self.name = f"reference:{mode}" if mode == "vos" or dtype == torch.float32 else f"reference:{mode}+autocast"
         self.timer = PartTimer()
         _time_parts(predictor, self.timer)
         self.reference: CausalReference | None = None

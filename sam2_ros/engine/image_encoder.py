@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sam2_ros.engine.common import MLP
+from sam2_ros.engine.common import MLP, dot_product_attention
 from sam2_ros.engine.position_encoding import PositionEmbeddingSine
 
 
@@ -124,7 +124,7 @@ class MultiScaleAttention(nn.Module):
             q = pool_grid(q.reshape(b, h, w, -1), self.q_pool)  # (B, H', W', heads*c)
             h, w = q.shape[1:3]
             q = q.reshape(b, h * w, self.num_heads, -1)  # (B, H'W', heads, c)
-        x = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        x = dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         x = x.transpose(1, 2).reshape(b, h, w, -1)  # (B, H', W', dim_out)
         return self.proj(x)
 
@@ -208,6 +208,7 @@ class Hiera(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.embed_dim, *cfg.window_pos_embed_bkg_spatial_size))
         first_window = cfg.window_spec[0]
         self.pos_embed_window = nn.Parameter(torch.zeros(1, cfg.embed_dim, first_window, first_window))
+        self._pos_cache: tuple[tuple, torch.Tensor] | None = None  # see position_embedding
 
         stage_ends = [sum(cfg.stages[: s + 1]) - 1 for s in range(len(cfg.stages))]
         self.stage_ends = tuple(stage_ends)
@@ -240,7 +241,22 @@ class Hiera(nn.Module):
         return self.cfg.patch_stride * math.lcm(self.cfg.window_spec[0], *pooling)
 
     def position_embedding(self, h: int, w: int) -> torch.Tensor:
-        """(1, h, w, C) embedding for an h x w token grid."""
+        """(1, h, w, C) embedding for an h x w token grid.
+
+        A function of the weights only, so outside autograd and tracing it is computed once
+        per grid and reused (the bicubic resize costs ~5% of a frame): the cache is keyed by
+        the parameters' identity, version counters (bumped by `load_state_dict`), dtype and
+        device, so loading or casting weights recomputes it.
+        """
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return self._compute_position_embedding(h, w)
+        params = (self.pos_embed, self.pos_embed_window)
+        key = (h, w, *((p.data_ptr(), p._version, p.dtype, p.device) for p in params))
+        if self._pos_cache is None or self._pos_cache[0] != key:
+            self._pos_cache = (key, self._compute_position_embedding(h, w))
+        return self._pos_cache[1]
+
+    def _compute_position_embedding(self, h: int, w: int) -> torch.Tensor:
         pos = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")  # (1, C, h, w)
         window = self.pos_embed_window.shape[-1]
         pos = pos + self.pos_embed_window.tile([1, 1, h // window, w // window])

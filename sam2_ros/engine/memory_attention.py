@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import Attention
+from .common import Attention, dot_product_attention
 from .rope import apply_rope, axial_tables, grid_side
 
 
@@ -58,12 +58,34 @@ class RoPEAttention(Attention):
         """q: (B, HW, C), k/v: (B, Nk, Ckv), attn_mask: (B, 1, 1, Nk) bool | None -> (B, HW, C)."""
         q = self.split_heads(self.q_proj(q))  # (B, h, HW, c)
         k = self.split_heads(self.k_proj(k))  # (B, h, Nk, c)
-        v = self.split_heads(self.v_proj(v))  # (B, h, Nk, c)
         cos, sin = axial_tables(q.shape[-1], grid_side(q.shape[-2]), self.rope_theta, q.device)
         q = apply_rope(q, cos, sin)
         num_k_rope = k.shape[-2] - num_k_exclude_rope
         k = torch.cat((apply_rope(k[:, :, :num_k_rope], cos, sin), k[:, :, num_k_rope:]), dim=-2)  # (B, h, Nk, c)
-        return self.attend(q, k, v, attn_mask)
+        if self._values_late(q, v):
+            return self._attend_values_late(q, k, v, attn_mask)
+        return self.attend(q, k, self.split_heads(self.v_proj(v)), attn_mask)
+
+    def _values_late(self, q: torch.Tensor, v: torch.Tensor) -> bool:
+        """Mix the narrow memory before projecting it? On the CPU bf16 matmul path (see
+        `dot_product_attention`), when the values are narrower than the heads' width."""
+        return q.device.type == "cpu" and q.dtype == torch.bfloat16 and not self.training and \
+            v.shape[-1] < self.internal_dim
+
+    def _attend_values_late(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """softmax(q k^T) (v W^T + b) computed as (softmax(q k^T) v) W^T + b: the weights of a
+        row sum to 1, so the bias passes through, and the (HW x Nk) product runs at the memory's
+        width (64) instead of the projected one (256). Exact up to rounding.
+
+        q, k: (B, h, HW, c) projected and rotated; v: (B, Nk, Ckv) unprojected -> (B, HW, C)."""
+        b, heads, _, c = q.shape
+        values = v.to(q.dtype)[:, None].expand(b, heads, -1, -1)  # (B, h, Nk, Ckv)
+        mixed = dot_product_attention(q, k, values, attn_mask=attn_mask)  # (B, h, HW, Ckv)
+        weight = self.v_proj.weight.reshape(heads, c, -1).transpose(-1, -2)  # (h, Ckv, c)
+        out = mixed @ weight.to(q.dtype) + self.v_proj.bias.reshape(heads, 1, c).to(q.dtype)  # (B, h, HW, c)
+        return self.out_proj(self.merge_heads(out))
 
 
 class MemoryAttentionLayer(nn.Module):

@@ -10,16 +10,17 @@ Every prompted frame becomes a conditioning memory (the predictor's
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from sam2_ros.engine.feature_cache import FeatureCache, frame_feature_bytes
 from sam2_ros.engine.memory_bank import MemoryBank, MemoryEntry, MemorySelection, MemoryStats
 from sam2_ros.engine.model import FrameFeatures, HeadOutput, MemoryTokens, SAM2Model
-from sam2_ros.engine.precision import inference_context
+from sam2_ros.engine.precision import check_dtype, inference_context, prepare_model
 from sam2_ros.engine.preprocess import (
     check_frame,
     logits_to_frame_mask,
@@ -107,11 +108,15 @@ class _Prompt:
 class StreamingTracker:
     """Tracks any number of objects through a live stream with SAM 2.
 
-    `model` is moved to `device`. `dtype` float32 (the default; the only one on CPU), or
-    bfloat16/float16 on CUDA through autocast. `max_conditioning_frames` caps the prompted
+    `model` is moved to `device` (in place). `dtype` float32 (the default); bfloat16/float16
+    on CUDA through autocast; bfloat16 on a CPU with native bf16 (the model's weights are then
+    cast to bf16 in place, once: see `sam2_ros.engine.precision`). `max_conditioning_frames` caps the prompted
     frames each object remembers (the most recent are kept). `backend` runs the heavy parts:
     "torch", "onnxruntime", "tensorrt" (see `sam2_ros.backends.make_backend`) or a backend
-    made for this model.
+    made for this model. `feature_cache_bytes` > 0 keeps the image features of recent frames
+    passed to `track` with a `key`, within that budget, so re-tracking them (a stamped
+    prompt's replay) skips the image encoder (see `FeatureCache`; its `status` says whether
+    one frame fits).
     """
 
     def __init__(
@@ -122,15 +127,17 @@ class StreamingTracker:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         backend: str | Backend = "torch",
+        feature_cache_bytes: int = 0,
     ) -> None:
         self.device = torch.device(device)
-        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            raise ValueError(f"dtype must be torch.float32, bfloat16 or float16, got {dtype}")
-        if dtype != torch.float32 and self.device.type != "cuda":
-            raise ValueError(f"dtype {dtype} needs a CUDA device; on {self.device.type} use torch.float32")
+        check_dtype(self.device, dtype)
         if max_conditioning_frames < 2:
             raise ValueError(f"max_conditioning_frames must be >= 2, got {max_conditioning_frames}")
-        self.model = model.to(self.device).eval()
+        backend_name = backend if isinstance(backend, str) else backend.name
+        if dtype != torch.float32 and self.device.type == "cpu" and backend_name != "torch":
+            # Checked before the weights are cast: a refused tracker leaves the model as it was.
+            raise ValueError(f"dtype {dtype} on CPU runs on the torch backend only, got backend {backend_name!r}")
+        self.model = prepare_model(model, self.device, dtype)
         if isinstance(backend, str):
             from sam2_ros.backends import make_backend  # here: the backends import the engine
 
@@ -148,6 +155,7 @@ class StreamingTracker:
         self._frame_hw: tuple[int, int] | None = None
         self._features: FrameFeatures | None = None  # of the current frame, for prompts
         self._memory_pos: torch.Tensor | None = None  # (1, Cm, h, w), the same for every memory
+        self.feature_cache = FeatureCache(feature_cache_bytes, frame_feature_bytes(self.model, dtype))
 
     @property
     def object_ids(self) -> list[int]:
@@ -180,6 +188,7 @@ class StreamingTracker:
         self._frame_hw = None
         self._features = None
         self._memory_pos = None
+        self.feature_cache.clear()
 
     def snapshot(self) -> TrackerSnapshot:
         """The current state, less the current frame's image features (see TrackerSnapshot)."""
@@ -204,15 +213,22 @@ class StreamingTracker:
             raise KeyError(f"unknown object id {obj_id!r}; tracked ids: {self.object_ids}")
         del self._objects[obj_id]
 
-    def track(self, frame: np.ndarray) -> dict[int, ObjectResult]:
-        """Encode `frame` (H, W, 3) uint8 RGB once and propagate every object to it."""
+    def track(self, frame: np.ndarray, key: Hashable | None = None) -> dict[int, ObjectResult]:
+        """Encode `frame` (H, W, 3) uint8 RGB once and propagate every object to it.
+
+        `key` names the frame for the feature cache (the same key must always mean the same
+        image, e.g. a sequence number): a frame tracked again under its key reuses the
+        features computed the first time instead of running the image encoder.
+        """
         frame = check_frame(frame)
         frame_hw = (frame.shape[0], frame.shape[1])
         t = self._frame_idx + 1
         with inference_context(self.device, self.dtype):
-            feats = self.backend.encode_image(
-                preprocess_frame(frame, self.model.image_size, device=self.device)
-            )
+            feats = None if key is None else self.feature_cache.get(key)
+            if feats is None:
+                feats = self.backend.encode_image(
+                    preprocess_frame(frame, self.model.image_size, device=self.device)
+                )
             selections = {obj_id: state.bank.select(t) for obj_id, state in self._objects.items()}
             groups: dict[tuple[tuple[int, ...], int], list[int]] = {}
             for obj_id, selection in selections.items():
@@ -231,6 +247,8 @@ class StreamingTracker:
                     outputs[obj_id] = (heads, memory_features, row)
 
         self._frame_idx, self._frame_hw, self._features = t, frame_hw, feats
+        if key is not None:
+            self.feature_cache.put(key, feats)
         results = {}
         for obj_id, (heads, memory_features, row) in outputs.items():
             state = self._objects[obj_id]

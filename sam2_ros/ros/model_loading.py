@@ -115,11 +115,15 @@ def build_tracker(config: NodeConfig, *, info: Callable[[str], None],
     except ValueError as error:  # CheckpointError: wrong, partial or damaged file
         raise ModelLoadError(f"cannot load the checkpoint: {error}") from error
     try:
-        return StreamingTracker(model, max_conditioning_frames=config.max_conditioning_frames,
-                                device=config.device, dtype=getattr(torch, config.dtype),
-                                backend=config.backend)
+        tracker = StreamingTracker(model, max_conditioning_frames=config.max_conditioning_frames,
+                                   device=config.device, dtype=getattr(torch, config.dtype),
+                                   backend=config.backend,
+                                   feature_cache_bytes=config.feature_cache_bytes)
     except ImportError as error:  # the backend's packages are missing (BackendUnavailable)
         raise ModelLoadError(f"backend {config.backend!r} is unavailable: {error}; "
                              f"or use backend:=torch") from error
-    except ValueError as error:  # e.g. a reduced dtype on CPU
+    except ValueError as error:  # e.g. float16 on CPU, bfloat16 on a CPU without bf16
         raise ModelLoadError(f"cannot start the tracker: {error}") from error
+    cache = tracker.feature_cache
+    (warn if config.feature_cache_bytes and not cache.enabled else info)(cache.status)
+    return tracker

@@ -42,6 +42,7 @@ class NodeConfig:
     max_conditioning_frames: int = 4
     frame_buffer_length: int = 30
     frame_buffer_bytes: int = 128 * 2**20
+    feature_cache_bytes: int = 0
     image_topic: str = "image"
     compressed_image_topic: str = ""
     publish_masks: bool = True
@@ -98,7 +99,9 @@ SPECS: dict[str, _Spec] = {
     "image_size": _Spec("Square model input side in pixels (1024 for the official weights).",
                         int_range=(64, 2048, 32)),
     "device": _Spec("Torch device: cpu, cuda, cuda:N or mps."),
-    "dtype": _Spec("Compute dtype.", choices=DTYPES),
+    "dtype": _Spec("Compute dtype: float32; on CUDA bfloat16 or float16; on CPU bfloat16 "
+                   "where the CPU has native bf16 (avx512_bf16 or amx_bf16; else configure "
+                   "fails saying so), float16 refused.", choices=DTYPES),
     "backend": _Spec("Inference backend.", choices=BACKENDS),
     "max_objects": _Spec("Most objects tracked at once; further new ids are refused.",
                          int_range=(1, 255, 1)),
@@ -112,6 +115,11 @@ SPECS: dict[str, _Spec] = {
                                 "newest frame is always kept): at high resolutions fewer than "
                                 "frame_buffer_length frames are kept, never more memory.",
                                 int_range=(2**20, 2**36, 1)),
+    "feature_cache_bytes": _Spec("Bytes of buffered frames' image features kept so that a "
+                                 "stamped prompt's replay skips the image encoder (a frame: "
+                                 "~5 MiB at 512 px float32, half in bfloat16; 21 MiB at 1024 "
+                                 "float32); 0 = off; below one frame it stays off and says so.",
+                                 int_range=(0, 1 << 36, 1)),
     "image_topic": _Spec("sensor_msgs/Image input (remap it or set it here)."),
     "compressed_image_topic": _Spec("Optional sensor_msgs/CompressedImage input, an "
                                     "alternative to image_topic; empty = off. A frame whose "

@@ -24,7 +24,7 @@ makes, replayed ones included (those once the replay succeeded).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,7 +53,7 @@ class TrackerLike(Protocol):
 
     def restore(self, snapshot: SnapshotLike) -> None: ...
 
-    def track(self, frame: np.ndarray) -> dict[int, ObjectResultLike]: ...
+    def track(self, frame: np.ndarray, key: Hashable | None = None) -> dict[int, ObjectResultLike]: ...
 
     def add_prompt(self, obj_id: int, *, points: np.ndarray | None, labels: np.ndarray | None,
                    box: np.ndarray | None, mask: np.ndarray | None,
@@ -149,7 +149,9 @@ class TrackingSession:
 
     def _track(self, frame: BufferedFrame) -> dict[int, ObjectResultLike]:
         before = self._tracker.snapshot()
-        results = self._tracker.track(frame.rgb)
+        # Keyed by sequence number: a replay finds the frame's features in the tracker's
+        # feature cache (when it has one) instead of encoding the image again.
+        results = self._tracker.track(frame.rgb, key=frame.seq)
         self._history.append(TrackedFrame(frame=frame, before=before))
         self._last, self._needs_retrack = frame, False
         self._forget_unbuffered()
@@ -316,7 +318,7 @@ class TrackingSession:
         """Track a buffered frame again and replay its edits; the history is not touched
         (what the observer is to hear is added to `seen`)."""
         before = self._tracker.snapshot()
-        seen.append((entry.frame, self._tracker.track(entry.frame.rgb), True))
+        seen.append((entry.frame, self._tracker.track(entry.frame.rgb, key=entry.frame.seq), True))
         for edit in entry.edits:
             if isinstance(edit, Removal):
                 self._tracker.remove_object(edit.object_id)

@@ -203,6 +203,12 @@ def test_bad_camera_names_are_refused_with_the_reason(cameras, reason) -> None:
         validate(NodeConfig(cameras=tuple(cameras)))
 
 
+def test_tensorrt_cameras_need_one_worker_thread() -> None:
+    with pytest.raises(ParameterError, match="worker_threads=0 with backend tensorrt: expected 1"):
+        validate(NodeConfig(cameras=("front", "rear"), backend="tensorrt"))
+    validate(NodeConfig(cameras=("front", "rear"), backend="tensorrt", worker_threads=1))
+
+
 def test_a_node_with_duplicate_cameras_fails_configure(context) -> None:
     from sam2_ros.ros.node import Sam2Node
 

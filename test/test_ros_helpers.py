@@ -395,6 +395,39 @@ def test_shared_worker_serves_lanes_in_turn_so_a_fast_camera_cannot_starve_a_slo
         worker.stop()
 
 
+def test_worker_threads_serve_lanes_in_parallel_never_one_lane_twice() -> None:
+    active: dict[str, int] = {"a": 0, "b": 0}
+    overlaps, most_at_once, lock = [], [0], threading.Lock()
+
+    def handler(camera: str):
+        def handle(item: int) -> None:
+            with lock:
+                active[camera] += 1
+                overlaps.append(active[camera] > 1)
+                most_at_once[0] = max(most_at_once[0], sum(active.values()))
+            time.sleep(0.02)
+            with lock:
+                active[camera] -= 1
+        return handle
+
+    worker: Worker[int] = Worker(name="test_threads", threads=3)
+    lanes = [worker.lane(camera, handle_item=handler(camera), on_error=lambda error: None)
+             for camera in active]
+    worker.start()
+    try:
+        for item in range(40):
+            for lane in lanes:
+                lane.offer(item)
+                if item % 5 == 0:
+                    lane.submit(lambda: time.sleep(0.005))  # jobs are the lane's too
+            time.sleep(0.01)
+        assert all(lane.submit(lambda: True).result(timeout=5) for lane in lanes)
+    finally:
+        worker.stop()
+    assert len(overlaps) > 5 and not any(overlaps)
+    assert most_at_once[0] == 2  # both lanes at once, on two of the three threads
+
+
 # diagnostics ---------------------------------------------------------------------------
 def test_stats_and_status() -> None:
     stats = TrackingStats(window=100)

@@ -67,7 +67,8 @@ class CameraHost:
         logger = parent.get_logger()
         base = build_tracker(config, info=logger.info, warn=logger.warning)
         self.model_bytes = sum(p.numel() * p.element_size() for p in base.model.parameters())
-        self.worker = Worker(name="sam2_cameras")
+        self.worker = Worker(name="sam2_cameras",
+                             threads=config.worker_threads or len(config.cameras))
         self.worker.start()
 
         def tracker_factory(camera_config: NodeConfig):

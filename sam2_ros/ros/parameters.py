@@ -78,6 +78,7 @@ class NodeConfig:
     publish_detections_3d: bool = True
     # Several cameras, one model (issue #17); empty = the one camera of image_topic.
     cameras: tuple[str, ...] = ()
+    worker_threads: int = 0
     silent_after: float = 2.0
 
     def __post_init__(self) -> None:
@@ -178,6 +179,10 @@ SPECS: dict[str, _Spec] = {
                      "topics (~/c/masks, ...), services and objects; its inputs are the "
                      "parameters c.image_topic (default c/image), c.compressed_image_topic, "
                      "c.depth_topic, c.camera_info_topic and c.detections_topic."),
+    "worker_threads": _Spec("With cameras: threads serving the cameras' frames in turn (never "
+                            "two on one camera); 0 = one per camera (CPU: cameras in parallel "
+                            "like separate nodes), 1 = one thread for all (one GPU stream). "
+                            "backend tensorrt needs 1.", int_range=(0, 64, 1)),
     "silent_after": _Spec("Seconds without a frame after which diagnostics call a camera "
                           "silent.", float_range=(0.1, 3600.0)),
 }
@@ -248,6 +253,9 @@ def validate(config: NodeConfig) -> NodeConfig:
     """Return config unchanged, or raise ParameterError listing every bad value."""
     problems = [problem for field in dataclasses.fields(config)
                 for problem in field_problems(field.name, getattr(config, field.name))]
+    if config.cameras and config.backend == "tensorrt" and config.worker_threads != 1:
+        problems.append(f"worker_threads={config.worker_threads} with backend tensorrt: "
+                        f"expected 1 (an engine's context runs one call at a time)")
     if config.min_depth >= config.max_depth:
         problems.append(f"min_depth={config.min_depth} must be below max_depth={config.max_depth}")
     if problems:

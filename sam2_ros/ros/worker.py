@@ -7,7 +7,9 @@ it replaces is counted as dropped), and service callbacks queue a job and await 
 A worker made with `handle_item` has one lane (one camera). A node with several cameras
 shares one worker through `lane()`: each camera gets its own slot, and the slots are served
 in the order they started waiting, so a fast camera replacing its frame keeps its place in
-the queue and cannot overtake (starve) a slow one.
+the queue and cannot overtake (starve) a slow one. With `threads` > 1 that many threads
+serve the lanes, never two at once on the same lane (a camera's tracker stays
+single-threaded; the shared model runs concurrent calls).
 """
 from __future__ import annotations
 
@@ -36,17 +38,20 @@ class Worker(Generic[Item]):
 
     def __init__(self, *, handle_item: Callable[[Item], None] | None = None,
                  on_error: Callable[[BaseException], None] | None = None,
-                 name: str = "sam2_worker") -> None:
+                 name: str = "sam2_worker", threads: int = 1) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self._name = name
+        self._thread_count = threads
         self._lanes: dict[str, _Lane] = {}
         if handle_item is not None:
             self._lanes[_MAIN] = _Lane(handle_item, on_error or (lambda error: None))
         self._jobs: deque[tuple[str, Callable[[], object], Future]] = deque()
         self._pending: dict[str, Item] = {}  # lane -> newest item; order = waiting since
-        self._running: str | None = None  # lane of the job or item in progress
+        self._running: set[str] = set()  # lanes with a job or item in progress
         self._wake = threading.Condition()
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def dropped(self) -> int:
@@ -55,11 +60,13 @@ class Worker(Generic[Item]):
             return sum(lane.dropped for lane in self._lanes.values())
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             raise RuntimeError(f"worker {self._name} already started")
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"{self._name}_{index}",
+                                          daemon=True) for index in range(self._thread_count)]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """Finish the running job, fail the queued ones (skipping those their caller
@@ -67,9 +74,9 @@ class Worker(Generic[Item]):
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
         with self._wake:
             jobs = list(self._jobs)
             self._jobs.clear()
@@ -94,8 +101,8 @@ class Worker(Generic[Item]):
             jobs = [job for job in self._jobs if job[0] == key]
             for job in jobs:
                 self._jobs.remove(job)
-            if threading.current_thread() is not self._thread:
-                self._wake.wait_for(lambda: self._running != key, timeout)
+            if threading.current_thread() not in self._threads:
+                self._wake.wait_for(lambda: key not in self._running, timeout)
         _fail(jobs)
 
     def offer(self, item: Item, lane: str = _MAIN) -> None:
@@ -114,27 +121,37 @@ class Worker(Generic[Item]):
         """Queue a job ahead of frames; the future holds its return value or exception."""
         future: Future[Result] = Future()
         with self._wake:
-            if self._stopping or self._thread is None or lane not in self._lanes:
+            if self._stopping or not self._threads or lane not in self._lanes:
                 future.set_exception(RuntimeError("the worker is not running"))
                 return future
             self._jobs.append((lane, job, future))
             self._wake.notify_all()
         return future
 
+    def _take(self) -> tuple | None:
+        """Under the lock: the first queued job, else the longest waiting item, of a lane
+        no other thread is serving; None when there is none."""
+        for queued in self._jobs:
+            if queued[0] not in self._running:
+                self._jobs.remove(queued)
+                lane, job, future = queued
+                self._running.add(lane)
+                return lane, job, future, None, None
+        for lane in self._pending:
+            if lane not in self._running:
+                self._running.add(lane)
+                return lane, None, None, self._lanes[lane], self._pending.pop(lane)
+        return None
+
     def _run(self) -> None:
         while True:
             with self._wake:
-                self._wake.wait_for(lambda: self._stopping or self._jobs or self._pending)
+                task = None
+                while not self._stopping and (task := self._take()) is None:
+                    self._wake.wait()
                 if self._stopping:
                     return
-                if self._jobs:
-                    lane, job, future = self._jobs.popleft()
-                    state, item = None, None
-                else:
-                    job, future = None, None
-                    lane = next(iter(self._pending))  # the longest waiting lane
-                    item, state = self._pending.pop(lane), self._lanes[lane]
-                self._running = lane
+            lane, job, future, state, item = task
             try:
                 if future is not None:
                     if future.set_running_or_notify_cancel():
@@ -149,7 +166,7 @@ class Worker(Generic[Item]):
                     state.on_error(error)
             finally:
                 with self._wake:
-                    self._running = None
+                    self._running.discard(lane)
                     self._wake.notify_all()
 
 

@@ -182,6 +182,7 @@ def test_two_cameras_share_one_model_and_keep_their_objects_apart(context) -> No
         assert silent_rear(), "the model's diagnostics never named the silent rear camera"
         values = {kv.key: kv.value for kv in silent_rear()[-1].values}
         assert values["cameras"] == "front,rear" and int(values["model_bytes"]) > 0
+        assert float(values["fps_total"]) > 0
         assert float(values["front_last_frame_s"]) < 1.5 <= float(values["rear_last_frame_s"])
         front_status = wait_for(lambda: [s for d in diagnostics for s in d.status
                                          if s.name == "front: tracking"], 10, "front's status")
@@ -218,3 +219,18 @@ def test_a_node_with_duplicate_cameras_fails_configure(context) -> None:
     with spinning(context, node):
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert node._cameras is None and node.config is None
+
+
+def test_rviz_config_has_one_overlay_per_camera() -> None:
+    import yaml
+
+    from sam2_ros.ros.rviz_cameras import camera_rviz_config
+
+    base = (Path(__file__).resolve().parents[1] / "config" / "sam2.rviz").read_text()
+    document = yaml.safe_load(camera_rviz_config(base, "/sam2", ["front", "rear"]))
+    topics = {d["Name"]: d["Topic"]["Value"]
+              for d in document["Visualization Manager"]["Displays"] if "Topic" in d}
+    assert topics["front: Overlay"] == "/sam2/front/overlay"
+    assert topics["rear: Overlay"] == "/sam2/rear/overlay"
+    assert "Overlay" not in topics and all("/front/" in t or "/rear/" in t
+                                            for t in topics.values() if t.startswith("/sam2/"))

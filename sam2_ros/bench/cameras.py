@@ -43,12 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--frame-size", type=int, default=256, help="camera frames' side, px")
     parser.add_argument("--rate", type=float, default=60.0, help="frames/s published per camera")
+    parser.add_argument("--worker-threads", type=int, default=0,
+                        help="the one node's worker_threads (0: one per camera)")
+    parser.add_argument("--compare-threads", action="store_true",
+                        help="also run the one node with worker_threads 1")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed runs per setup, the setups alternating")
     parser.add_argument("--encoder-iterations", type=int, default=30)
     parser.add_argument("--json", type=Path, help="write the results here")
 
 
 def node_params(args: argparse.Namespace, path: Path, cameras: list[str] | None,
-                image_topic: str = "image") -> None:
+                image_topic: str = "image", worker_threads: int = 0) -> None:
     """A params file for one node: the model, and either `cameras` or one image topic."""
     lines = ["/**:", "  ros__parameters:", f"    model_size: {args.model}",
              f"    image_size: {args.image_size}", "    publish_label_image: false",
@@ -59,6 +65,7 @@ def node_params(args: argparse.Namespace, path: Path, cameras: list[str] | None,
         lines.append("    allow_random_weights: true")
     if cameras:
         lines.append(f"    cameras: [{', '.join(cameras)}]")
+        lines.append(f"    worker_threads: {worker_threads}")
         lines += [f"    {camera}.image_topic: /bench/{camera}/image" for camera in cameras]
     else:
         lines.append(f"    image_topic: {image_topic}")
@@ -180,13 +187,16 @@ def drive(args: argparse.Namespace, cameras: list[str], masks_topics: dict[str, 
             "rss_samples_mib": [[round(t, 1), round(s / 2**20, 1)] for t, s in samples]}
 
 
-def run_setup(args: argparse.Namespace, shared: bool, scratch: Path) -> dict[str, Any]:
+def run_setup(args: argparse.Namespace, scratch: Path,
+              worker_threads: int | None) -> dict[str, Any]:
+    """One timed run: N single-camera nodes (`worker_threads` None) or one N-camera node."""
+    shared = worker_threads is not None
     cameras = [f"cam{index}" for index in range(args.cameras)]
     processes: list[subprocess.Popen] = []
     try:
         if shared:
             params = scratch / "shared.yaml"
-            node_params(args, params, cameras)
+            node_params(args, params, cameras, worker_threads=worker_threads)
             processes.append(start_node(params, "sam2_bench", scratch / "shared.log"))
             masks = {camera: f"/sam2_bench/{camera}/masks" for camera in cameras}
             services = {camera: ("/sam2_bench/add_prompt", camera) for camera in cameras}
@@ -247,12 +257,19 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "nano" and not NANO.is_file():
         print(f"error: {NANO} is absent; use --model tiny (random weights)", file=sys.stderr)
         return 2
+    setups: dict[str, int | None] = {"separate_nodes": None, "one_node": args.worker_threads}
+    if args.compare_threads:
+        setups["one_node_1_thread"] = 1
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in setups}
     with tempfile.TemporaryDirectory(prefix="sam2_ros_bench_cameras_") as folder:
-        scratch = Path(folder)
-        print(f"{args.cameras} single-camera nodes ...", file=sys.stderr, flush=True)
-        separate = run_setup(args, shared=False, scratch=scratch)
-        print(f"one node with {args.cameras} cameras ...", file=sys.stderr, flush=True)
-        shared = run_setup(args, shared=True, scratch=scratch)
+        for repeat in range(args.repeats):
+            for name, threads in setups.items():
+                print(f"run {repeat + 1}/{args.repeats}: {name} ...", file=sys.stderr, flush=True)
+                runs[name].append(run_setup(args, Path(folder), threads))
+    results = {name: {"fps_total_median": float(np.median([r["fps_total"] for r in done])),
+                      "rss_mib_max": max(r["rss_mib_max"] for r in done), "runs": done}
+               for name, done in runs.items()}
+    separate = results["separate_nodes"]
     print("image encoder batching ...", file=sys.stderr, flush=True)
     batching = encoder_batching(args)
     document = {
@@ -261,15 +278,16 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine_info(torch.device("cpu")),
         "settings": {key: (str(value) if isinstance(value, Path) else value)
                      for key, value in vars(args).items() if key != "func"},
-        "separate_nodes": separate,
-        "one_node": shared,
-        "ratios": {
-            "rss_one_node_over_separate": round(shared["rss_mib_max"] / separate["rss_mib_max"], 3),
-            "fps_one_node_over_separate": round(shared["fps_total"] / separate["fps_total"], 3),
-        },
+        **results,
+        "ratios": {f"{name}_over_separate": {
+            "rss": round(result["rss_mib_max"] / separate["rss_mib_max"], 3),
+            "fps": round(result["fps_total_median"] / separate["fps_total_median"], 3)}
+            for name, result in results.items() if name != "separate_nodes"},
         "encoder_batching": batching,
         "notes": ["RSS: VmRSS of the node processes together; max over samples taken each "
-                  "second of the timed run.",
+                  "second of the timed run (first and last sample per run: flat or not).",
+                  "Setups alternate run by run on the same (shared) CPU; fps ratios use "
+                  "the medians over runs.",
                   "fps: mask arrays received per second over all cameras (frames the node "
                   "tracked; the others were replaced by newer ones)."],
     }

@@ -149,10 +149,13 @@ class CameraHost:
             self.worker = None
 
     def status(self, *, now: float, silent_after: float) -> DiagnosticStatus:
-        """The shared model's status: WARN naming the active cameras with no frame for
-        `silent_after` s (the others go on)."""
-        silent, values = [], {}
+        """The shared model's status: frames tracked per second over all cameras, frames
+        dropped, and WARN naming the active cameras with no frame for `silent_after` s (the
+        others go on). Each camera's node publishes its own status too."""
+        silent, values, fps = [], {}, 0.0
         for camera, node in self.nodes.items():
+            if node.config is not None:
+                fps += node._stats.snapshot(now=now).fps
             last = node._last_received
             age = float("inf") if last is None else now - last
             values[f"{camera}_last_frame_s"] = "never" if last is None else f"{age:.2f}"
@@ -165,7 +168,7 @@ class CameraHost:
             level, message = DiagnosticStatus.OK, f"serving {len(self.nodes)} cameras"
         values = {"cameras": ",".join(self.nodes), "silent_cameras": ",".join(silent),
                   "model_size": self._config.model_size, "backend": self._config.backend,
-                  "model_bytes": str(self.model_bytes),
+                  "model_bytes": str(self.model_bytes), "fps_total": f"{fps:.2f}",
                   "frames_dropped": str(self.worker.dropped), **values}
         return DiagnosticStatus(level=level, name=f"{self._parent.get_name()}: model",
                                 message=message, hardware_id=self._config.device,

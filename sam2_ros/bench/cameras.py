@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the one node's worker_threads (0: one per camera)")
     parser.add_argument("--compare-threads", action="store_true",
                         help="also run the one node with worker_threads 1")
+    parser.add_argument("--batch-wait", type=float, default=0.0,
+                        help="also run the one node with encoder_batch_wait this many s")
     parser.add_argument("--repeats", type=int, default=1,
                         help="timed runs per setup, the setups alternating")
     parser.add_argument("--encoder-iterations", type=int, default=30)
@@ -54,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def node_params(args: argparse.Namespace, path: Path, cameras: list[str] | None,
-                image_topic: str = "image", worker_threads: int = 0) -> None:
+                image_topic: str = "image", worker_threads: int = 0,
+                batch_wait: float = 0.0) -> None:
     """A params file for one node: the model, and either `cameras` or one image topic."""
     lines = ["/**:", "  ros__parameters:", f"    model_size: {args.model}",
              f"    image_size: {args.image_size}", "    publish_label_image: false",
@@ -66,6 +69,7 @@ def node_params(args: argparse.Namespace, path: Path, cameras: list[str] | None,
     if cameras:
         lines.append(f"    cameras: [{', '.join(cameras)}]")
         lines.append(f"    worker_threads: {worker_threads}")
+        lines.append(f"    encoder_batch_wait: {batch_wait}")
         lines += [f"    {camera}.image_topic: /bench/{camera}/image" for camera in cameras]
     else:
         lines.append(f"    image_topic: {image_topic}")
@@ -188,15 +192,16 @@ def drive(args: argparse.Namespace, cameras: list[str], masks_topics: dict[str, 
 
 
 def run_setup(args: argparse.Namespace, scratch: Path,
-              worker_threads: int | None) -> dict[str, Any]:
-    """One timed run: N single-camera nodes (`worker_threads` None) or one N-camera node."""
-    shared = worker_threads is not None
+              setup: tuple[int, float] | None) -> dict[str, Any]:
+    """One timed run: N single-camera nodes (`setup` None) or one N-camera node with
+    `setup` = (worker_threads, encoder_batch_wait)."""
+    shared = setup is not None
     cameras = [f"cam{index}" for index in range(args.cameras)]
     processes: list[subprocess.Popen] = []
     try:
         if shared:
             params = scratch / "shared.yaml"
-            node_params(args, params, cameras, worker_threads=worker_threads)
+            node_params(args, params, cameras, worker_threads=setup[0], batch_wait=setup[1])
             processes.append(start_node(params, "sam2_bench", scratch / "shared.log"))
             masks = {camera: f"/sam2_bench/{camera}/masks" for camera in cameras}
             services = {camera: ("/sam2_bench/add_prompt", camera) for camera in cameras}
@@ -257,9 +262,12 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "nano" and not NANO.is_file():
         print(f"error: {NANO} is absent; use --model tiny (random weights)", file=sys.stderr)
         return 2
-    setups: dict[str, int | None] = {"separate_nodes": None, "one_node": args.worker_threads}
+    setups: dict[str, tuple[int, float] | None] = {"separate_nodes": None,
+                                                   "one_node": (args.worker_threads, 0.0)}
     if args.compare_threads:
-        setups["one_node_1_thread"] = 1
+        setups["one_node_1_thread"] = (1, 0.0)
+    if args.batch_wait > 0:
+        setups["one_node_batched_encoder"] = (args.worker_threads, args.batch_wait)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in setups}
     with tempfile.TemporaryDirectory(prefix="sam2_ros_bench_cameras_") as folder:
         for repeat in range(args.repeats):

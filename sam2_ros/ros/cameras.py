@@ -18,6 +18,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
+from sam2_ros.backends.batching import BatchingBackend
 from sam2_ros.ros.model_loading import build_tracker
 from sam2_ros.ros.parameters import NodeConfig, ParameterError
 from sam2_ros.ros.worker import Worker
@@ -54,6 +55,7 @@ class CameraHost:
         self._config = config
         self.nodes: dict[str, LifecycleNode] = {}
         self.worker: Worker | None = None
+        self.batching: BatchingBackend | None = None  # with encoder_batch_wait
         self.model_bytes = 0
 
     def build(self, node_factory: Callable[..., LifecycleNode]) -> None:
@@ -71,9 +73,14 @@ class CameraHost:
                              threads=config.worker_threads or len(config.cameras))
         self.worker.start()
 
+        backend = base.backend
+        if config.encoder_batch_wait > 0 and config.backend == "torch":
+            backend = self.batching = BatchingBackend(
+                backend, max_batch=len(config.cameras), wait=config.encoder_batch_wait)
+
         def tracker_factory(camera_config: NodeConfig):
             # The same model and backend: weights, runtime and engines exist once.
-            return type(base)(base.model, backend=base.backend, device=base.device,
+            return type(base)(base.model, backend=backend, device=base.device,
                               dtype=base.dtype,
                               max_conditioning_frames=camera_config.max_conditioning_frames)
 
@@ -170,6 +177,9 @@ class CameraHost:
                   "model_size": self._config.model_size, "backend": self._config.backend,
                   "model_bytes": str(self.model_bytes), "fps_total": f"{fps:.2f}",
                   "frames_dropped": str(self.worker.dropped), **values}
+        if self.batching is not None:
+            values["encoder_frames_per_call"] = (
+                f"{self.batching.frames / max(self.batching.batches, 1):.2f}")
         return DiagnosticStatus(level=level, name=f"{self._parent.get_name()}: model",
                                 message=message, hardware_id=self._config.device,
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])

@@ -79,6 +79,7 @@ class NodeConfig:
     # Several cameras, one model (issue #17); empty = the one camera of image_topic.
     cameras: tuple[str, ...] = ()
     worker_threads: int = 0
+    encoder_batch_wait: float = 0.0
     silent_after: float = 2.0
 
     def __post_init__(self) -> None:
@@ -183,6 +184,9 @@ SPECS: dict[str, _Spec] = {
                             "two on one camera); 0 = one per camera (CPU: cameras in parallel "
                             "like separate nodes), 1 = one thread for all (one GPU stream). "
                             "backend tensorrt needs 1.", int_range=(0, 64, 1)),
+    "encoder_batch_wait": _Spec("With cameras and backend torch: seconds a camera's frame waits "
+                                "for the other cameras' to run the image encoder on them as one "
+                                "batch; 0 = off (each frame alone).", float_range=(0.0, 1.0)),
     "silent_after": _Spec("Seconds without a frame after which diagnostics call a camera "
                           "silent.", float_range=(0.1, 3600.0)),
 }

@@ -236,3 +236,14 @@ def test_rviz_config_has_one_overlay_per_camera() -> None:
     assert topics["rear: Overlay"] == "/sam2/rear/overlay"
     assert "Overlay" not in topics and all("/front/" in t or "/rear/" in t
                                             for t in topics.values() if t.startswith("/sam2/"))
+
+
+def test_launch_camera_list_is_parsed_checked_or_read_from_the_params_file() -> None:
+    from sam2_ros.ros.rviz_cameras import params_file_cameras, parse_cameras
+
+    assert parse_cameras("front, rear") == ["front", "rear"] and parse_cameras("") == []
+    with pytest.raises(ValueError, match="cameras\\[1\\]='front': the name is used twice"):
+        parse_cameras("front,front")
+    config = Path(__file__).resolve().parents[1] / "config"
+    assert params_file_cameras(config / "sam2_cameras.yaml") == ["front", "rear"]
+    assert params_file_cameras(config / "sam2.yaml") == []

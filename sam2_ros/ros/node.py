@@ -110,7 +110,8 @@ class Sam2Node(LifecycleNode):
         """Build everything; on any failure (or Ctrl-C while the model loads) release what
         was made so far, so a later configure starts clean."""
         config = read_config(self)
-        self.get_logger().info(f"configuring: loading SAM 2 {config.model_size} "
+        loading = "sharing the model of" if self._tracker_factory else "loading"
+        self.get_logger().info(f"configuring: {loading} SAM 2 {config.model_size} "
                                f"({config.backend} on {config.device})")
         try:
             self._build(config)

@@ -490,6 +490,28 @@ def test_missing_weights_message_names_file_places_and_command(tmp_path, monkeyp
         model_loading.find_checkpoint(explicit)
 
 
+def test_nano_is_found_by_size_and_warns_at_another_image_size(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(model_loading.WEIGHTS_ENV, str(tmp_path))
+    config = parameters.NodeConfig(model_size="nano", image_size=256)
+    assert model_loading.find_checkpoint(config).name == "sam2_nano.pt"  # install or source tree
+    infos: list[str] = []
+    warnings: list[str] = []
+    model_loading.build_tracker(config, info=infos.append, warn=warnings.append)
+    assert "(SAM 2.1 nano)" in infos[0]
+    assert warnings == ["sam2_nano.pt was trained at image_size 128, running at 256: expect "
+                        "worse masks (set image_size:=128)"]
+    warnings.clear()
+    model_loading.build_tracker(dataclasses.replace(config, image_size=128), info=infos.append,
+                                warn=warnings.append)
+    assert warnings == []
+    monkeypatch.setattr(model_loading, "SOURCE_ROOT", tmp_path)
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    with pytest.raises(model_loading.ModelLoadError,
+                       match="sam2_nano.pt ships in the package's weights/ folder; rebuild"):
+        model_loading.find_checkpoint(config)
+
+
 def test_build_tracker_refuses_without_weights_and_unknown_backend(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(model_loading.WEIGHTS_ENV, str(tmp_path))
@@ -532,64 +554,6 @@ def test_build_tracker_loads_a_checkpoint(tmp_path) -> None:
     torch.save({"model": {"bogus": torch.zeros(1)}}, path)
     with pytest.raises(model_loading.ModelLoadError, match="cannot load the checkpoint"):
         model_loading.build_tracker(config, info=logs.append, warn=logs.append)
-
-
-# weights/download.py -------------------------------------------------------------------
-def load_download_script():
-    spec = importlib.util.spec_from_file_location("download", ROOT / "weights" / "download.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_download_from_file_url_checks_sha256(tmp_path) -> None:
-    import hashlib
-
-    download = load_download_script()
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    payload = RNG.integers(0, 256, 3 * download.CHUNK + 17, dtype=np.uint8).tobytes()
-    (mirror / "sam2.1_hiera_tiny.pt").write_bytes(payload)
-    digest = hashlib.sha256(payload).hexdigest()
-    lines: list[str] = []
-    dest = tmp_path / "weights"
-    path = download.download("sam2.1_hiera_tiny.pt", dest, expected_sha256=digest,
-                             base_url=mirror.as_uri() + "/", report=lines.append)
-    assert path.read_bytes() == payload and not (dest / "sam2.1_hiera_tiny.pt.part").exists()
-    assert any("100.0%" in line for line in lines)
-    lines.clear()
-    download.download("sam2.1_hiera_tiny.pt", dest, expected_sha256=digest,
-                      base_url="file:///nonexistent/", report=lines.append)  # verified copy kept
-    assert "already present and verified" in lines[0]
-    path.unlink()
-    with pytest.raises(download.ChecksumError, match="does not match the recorded 0000"):
-        download.download("sam2.1_hiera_tiny.pt", dest, expected_sha256="0000",
-                          base_url=mirror.as_uri() + "/", report=lines.append)
-    assert not any(dest.iterdir())  # the mismatching download was deleted
-    with pytest.raises(download.ChecksumError, match="no sha256 recorded"):
-        download.download("sam2.1_hiera_tiny.pt", dest, expected_sha256=None,
-                          require_checksum=True, base_url=mirror.as_uri() + "/")
-    lines.clear()
-    download.download("sam2.1_hiera_tiny.pt", dest, expected_sha256=None,
-                      base_url=mirror.as_uri() + "/", report=lines.append)
-    assert any(f"not verified; its sha256 is {digest}" in line for line in lines)
-
-
-def test_download_main_and_sums_file(tmp_path, monkeypatch) -> None:
-    download = load_download_script()
-    sums = tmp_path / "SHA256SUMS"
-    sums.write_text("# comment\nABCD  sam2.1_hiera_small.pt\n")
-    assert download.read_sums(sums) == {"sam2.1_hiera_small.pt": "abcd"}
-    assert download.read_sums() == {}  # nothing recorded in the repository (see its header)
-
-    def opener(url: str):
-        raise OSError(f"no network for {url}")
-
-    monkeypatch.setattr(download.urllib.request, "urlopen", opener)
-    monkeypatch.setattr(download, "download", lambda *a, **k: opener(download.BASE_URL + a[0]))
-    assert download.main(["tiny", "--dest", str(tmp_path)]) == 1
-    assert download.progress_bar(5, 10, name="x", width=10) == "x: [#####.....]  50.0% of 0.0 MB"
-    assert download.progress_bar(2_000_000, None, name="x") == "x: 2.0 MB"
 
 
 # demo ----------------------------------------------------------------------------------

@@ -19,8 +19,14 @@ class ModelLoadError(RuntimeError):
     """The tracker cannot be built as configured; the message says what to change."""
 
 
-def official_checkpoint_name(model_size: str) -> str:
-    return f"sam2.1_hiera_{model_size}.pt"
+# Sizes whose checkpoint ships with the package (weights/, installed to share/sam2_ros/weights)
+# instead of being downloaded from Meta.
+BUNDLED_CHECKPOINTS = {"nano": "sam2_nano.pt"}
+
+
+def checkpoint_name(model_size: str) -> str:
+    """The file a checkpoint of this size is looked for as."""
+    return BUNDLED_CHECKPOINTS.get(model_size, f"sam2.1_hiera_{model_size}.pt")
 
 
 def weights_dirs() -> list[Path]:
@@ -44,10 +50,14 @@ def weights_dirs() -> list[Path]:
     return unique
 
 
-def download_command(model_size: str, dest: Path) -> str:
+def fetch_hint(model_size: str, dest: Path) -> str:
+    """How to get the checkpoint of this size: the download command, or where it ships."""
+    if model_size in BUNDLED_CHECKPOINTS:
+        return (f"{BUNDLED_CHECKPOINTS[model_size]} ships in the package's weights/ folder; "
+                f"rebuild sam2_ros (colcon build) to restore it")
     script = next((folder / "download.py" for folder in weights_dirs()
                    if (folder / "download.py").is_file()), Path("weights/download.py"))
-    return f"python3 {script} {model_size} --dest {dest}"
+    return f"Download it with: python3 {script} {model_size} --dest {dest}"
 
 
 def find_checkpoint(config: NodeConfig) -> Path:
@@ -57,17 +67,17 @@ def find_checkpoint(config: NodeConfig) -> Path:
         if path.is_file():
             return path
         raise ModelLoadError(
-            f"checkpoint {str(path)!r} (parameter 'checkpoint') does not exist. Download the "
-            f"official weights with: {download_command(config.model_size, path.parent)}")
-    name = official_checkpoint_name(config.model_size)
+            f"checkpoint {str(path)!r} (parameter 'checkpoint') does not exist. "
+            f"{fetch_hint(config.model_size, path.parent)}")
+    name = checkpoint_name(config.model_size)
     searched = weights_dirs()
     for folder in searched:
         if (folder / name).is_file():
             return folder / name
     raise ModelLoadError(
         f"no checkpoint for model_size {config.model_size!r}: {name} is in none of "
-        f"{[str(folder) for folder in searched]}. Download it with: "
-        f"{download_command(config.model_size, searched[0])} -- or set the 'checkpoint' "
+        f"{[str(folder) for folder in searched]}. "
+        f"{fetch_hint(config.model_size, searched[0])} -- or set the 'checkpoint' "
         f"parameter, or set allow_random_weights:=true for a test run (meaningless masks).")
 
 
@@ -77,6 +87,7 @@ def build_tracker(config: NodeConfig, *, info: Callable[[str], None],
     import torch
 
     from sam2_ros.engine import StreamingTracker, build_model, load_checkpoint
+    from sam2_ros.engine.checkpoint import trained_image_size
 
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"device {config.device!r} requested but CUDA is not available "
@@ -87,8 +98,15 @@ def build_tracker(config: NodeConfig, *, info: Callable[[str], None],
     except ValueError as error:
         raise ModelLoadError(f"cannot build the model: {error}") from error
     try:
-        report = load_checkpoint(model, find_checkpoint(config))
+        path = find_checkpoint(config)
+        report = load_checkpoint(model, path)
         info(report.summary())
+        # Our checkpoints record their training size in the .yaml beside them.
+        trained = (trained_image_size(path, default=config.image_size)
+                   if path.name in BUNDLED_CHECKPOINTS.values() else config.image_size)
+        if trained != config.image_size:
+            warn(f"{path.name} was trained at image_size {trained}, running at "
+                 f"{config.image_size}: expect worse masks (set image_size:={trained})")
     except ModelLoadError as error:
         if not config.allow_random_weights:
             raise

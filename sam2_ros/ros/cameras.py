@@ -69,14 +69,15 @@ class CameraHost:
         logger = parent.get_logger()
         base = build_tracker(config, info=logger.info, warn=logger.warning)
         self.model_bytes = sum(p.numel() * p.element_size() for p in base.model.parameters())
-        self.worker = Worker(name="sam2_cameras",
-                             threads=config.worker_threads or len(config.cameras))
+        threads = config.worker_threads or len(config.cameras)
+        self.worker = Worker(name="sam2_cameras", threads=threads)
         self.worker.start()
 
         backend = base.backend
-        if config.encoder_batch_wait > 0 and config.backend == "torch":
-            backend = self.batching = BatchingBackend(
-                backend, max_batch=len(config.cameras), wait=config.encoder_batch_wait)
+        batch = min(threads, len(config.cameras))  # frames that can reach the encoder at once
+        if config.encoder_batch_wait > 0 and config.backend == "torch" and batch > 1:
+            backend = self.batching = BatchingBackend(backend, max_batch=batch,
+                                                      wait=config.encoder_batch_wait)
 
         def tracker_factory(camera_config: NodeConfig):
             # The same model and backend: weights, runtime and engines exist once.

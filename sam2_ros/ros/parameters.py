@@ -186,7 +186,8 @@ SPECS: dict[str, _Spec] = {
                             "backend tensorrt needs 1.", int_range=(0, 64, 1)),
     "encoder_batch_wait": _Spec("With cameras and backend torch: seconds a camera's frame waits "
                                 "for the other cameras' to run the image encoder on them as one "
-                                "batch; 0 = off (each frame alone).", float_range=(0.0, 1.0)),
+                                "batch (with worker_threads above 1); 0 = off.",
+                                float_range=(0.0, 1.0)),
     "silent_after": _Spec("Seconds without a frame after which diagnostics call a camera "
                           "silent.", float_range=(0.1, 3600.0)),
 }

@@ -3,6 +3,7 @@
     ros2 launch sam2_ros sam2.launch.py image:=/camera/color/image_raw
     ros2 launch sam2_ros sam2.launch.py params_file:=my.yaml rviz:=true namespace:=robot1
     ros2 launch sam2_ros sam2.launch.py model_size:=nano image_size:=128   # bundled weights
+    ros2 launch sam2_ros sam2.launch.py cameras:=front,rear rviz:=true     # one model, 2 cameras
     ros2 launch sam2_ros sam2.launch.py --show-args                        # every argument
 
 Arguments are checked before anything starts (bad values, rviz:=true without rviz2).
@@ -28,6 +29,7 @@ from launch_ros.substitutions import FindPackageShare
 
 from sam2_ros.ros.launch_setup import (BOOLEAN, NODE_NAME, parameter_arguments,
                                        parameter_overrides, rviz_config_for)
+from sam2_ros.ros.rviz_cameras import camera_rviz_config, params_file_cameras, parse_cameras
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -46,6 +48,12 @@ def generate_launch_description() -> LaunchDescription:
                               default_value=PathJoinSubstitution([share, "config", "sam2.rviz"]),
                               description="rviz2 configuration; its /sam2/... topics are moved "
                                           "under the namespace"),
+        DeclareLaunchArgument("cameras", default_value="",
+                              description="comma-separated camera names served by one model "
+                                          "(e.g. front,rear): camera c reads c/image (or the "
+                                          "params file's c.image_topic) and publishes "
+                                          "/sam2/c/...; rviz shows each. Unset: the params "
+                                          "file's cameras (none: one camera on image)"),
         *(DeclareLaunchArgument(a.name, default_value="", description=a.description,
                                 choices=list(a.choices) or None)
           for a in parameter_arguments()),
@@ -59,10 +67,14 @@ def _start(context: LaunchContext) -> list:
     overrides = parameter_overrides(values)
     if not Path(values["params_file"]).is_file():
         raise RuntimeError(f"params_file {values['params_file']!r} does not exist")
+    cameras = parse_cameras(values.get("cameras", ""))
+    if cameras:
+        overrides["cameras"] = cameras
     prefix = _exit_with_launch(values)
     actions = []
     if values["rviz"] == "true":
-        actions.append(_rviz(values["namespace"], Path(values["rviz_config"]), prefix))
+        shown = cameras or params_file_cameras(Path(values["params_file"]))
+        actions.append(_rviz(values["namespace"], Path(values["rviz_config"]), prefix, shown))
     parameters = [values["params_file"], *([overrides] if overrides else [])]
     actions.append(Node(
         package="sam2_ros", executable="sam2_node", name=NODE_NAME,
@@ -80,7 +92,7 @@ def _exit_with_launch(values) -> str:
     return f"{wrapper} {values.get('launch-prefix', '')}".strip()
 
 
-def _rviz(namespace: str, template: Path, prefix: str) -> Node:
+def _rviz(namespace: str, template: Path, prefix: str, cameras: list[str]) -> Node:
     try:
         get_package_prefix("rviz2")
     except PackageNotFoundError as error:
@@ -90,7 +102,8 @@ def _rviz(namespace: str, template: Path, prefix: str) -> Node:
         raise RuntimeError(f"rviz_config {str(template)!r} does not exist")
     # The launch's own log folder: one generated config per launch, kept with its logs.
     config = Path(launch_config.log_dir) / "sam2.rviz"
-    config.write_text(rviz_config_for(template.read_text(), namespace))
+    per_camera = camera_rviz_config(template.read_text(), f"/{NODE_NAME}", cameras)
+    config.write_text(rviz_config_for(per_camera, namespace))
     return Node(package="rviz2", executable="rviz2", name="rviz2", namespace=namespace,
                 arguments=["-d", str(config)], prefix=prefix)
 

@@ -157,3 +157,25 @@ def test_latency_stats() -> None:
     assert stats.fps == pytest.approx(1e3 / 22.0)
     with pytest.raises(ValueError, match="no latencies"):
         LatencyStats.of([])
+
+
+def test_cameras_bench_node_params_are_valid_node_parameters(tmp_path: Path) -> None:
+    """The params files `bench cameras` starts its nodes with pass the node's validation."""
+    import argparse
+    import dataclasses
+
+    import yaml
+
+    from sam2_ros.bench.cameras import add_arguments, node_params
+    from sam2_ros.ros.parameters import NodeConfig, validate
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--model", "tiny"])
+    fields = {field.name for field in dataclasses.fields(NodeConfig)}
+    for cameras, path in [(["cam0", "cam1"], tmp_path / "shared.yaml"), (None, tmp_path / "one.yaml")]:
+        node_params(args, path, cameras, image_topic="/bench/cam0/image", worker_threads=1, batch_wait=0.01)
+        values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+        config = validate(NodeConfig(**{k: v for k, v in values.items() if k in fields}))
+        assert config.cameras == tuple(cameras or ()) and config.allow_random_weights
+        assert {k for k in values if k not in fields} == {f"{c}.image_topic" for c in cameras or ()}

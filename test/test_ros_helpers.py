@@ -341,6 +341,93 @@ def test_worker_stop_with_a_cancelled_job_fails_the_others() -> None:
         behind.result(timeout=1)
 
 
+def test_shared_worker_serves_lanes_in_turn_so_a_fast_camera_cannot_starve_a_slow_one() -> None:
+    """Camera "fast" offers a frame every time the worker is busy; "slow" offers one frame.
+    The slow frame is handled right after the frame in progress, not after the fast ones."""
+    handled: list[tuple[str, int]] = []
+    started = threading.Event()
+    worker: Worker[int] = Worker(name="test_lanes")
+
+    def handler(camera: str):
+        def handle(item: int) -> None:
+            handled.append((camera, item))
+            started.set()
+            time.sleep(0.05)
+        return handle
+
+    fast = worker.lane("fast", handle_item=handler("fast"), on_error=lambda error: None)
+    slow = worker.lane("slow", handle_item=handler("slow"), on_error=lambda error: None)
+    with pytest.raises(ValueError, match="already has a lane 'fast'"):
+        worker.lane("fast", handle_item=handler("x"), on_error=lambda error: None)
+    worker.start()
+    try:
+        fast.offer(0)
+        assert started.wait(5)
+        slow.offer(100)  # waits behind the frame in progress only
+        for item in range(1, 6):  # the fast camera keeps replacing its own waiting frame
+            fast.offer(item)
+        deadline = time.monotonic() + 5
+        while len(handled) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handled[:3] == [("fast", 0), ("slow", 100), ("fast", 5)]
+        assert (fast.dropped, slow.dropped, worker.dropped) == (4, 0, 4)
+        # Closing one lane fails its queued jobs only; the other goes on.
+        gate = threading.Event()
+        blocker = fast.submit(lambda: gate.wait(5))
+        queued_slow, queued_fast = slow.submit(lambda: "slow"), fast.submit(lambda: "fast")
+        closer = threading.Thread(target=slow.stop)
+        closer.start()
+        closer.join(0.5)
+        gate.set()
+        closer.join(5)
+        assert blocker.result(timeout=5) is True and queued_fast.result(timeout=5) == "fast"
+        with pytest.raises(RuntimeError, match="shutting down"):
+            queued_slow.result(timeout=1)
+        slow.offer(7)  # a frame in flight after the camera stopped: ignored
+        with pytest.raises(RuntimeError, match="not running"):
+            slow.submit(lambda: None).result(timeout=1)
+        fast.offer(9)
+        deadline = time.monotonic() + 5
+        while handled[-1] != ("fast", 9) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handled[-1] == ("fast", 9) and ("slow", 7) not in handled
+    finally:
+        worker.stop()
+
+
+def test_worker_threads_serve_lanes_in_parallel_never_one_lane_twice() -> None:
+    active: dict[str, int] = {"a": 0, "b": 0}
+    overlaps, most_at_once, lock = [], [0], threading.Lock()
+
+    def handler(camera: str):
+        def handle(item: int) -> None:
+            with lock:
+                active[camera] += 1
+                overlaps.append(active[camera] > 1)
+                most_at_once[0] = max(most_at_once[0], sum(active.values()))
+            time.sleep(0.02)
+            with lock:
+                active[camera] -= 1
+        return handle
+
+    worker: Worker[int] = Worker(name="test_threads", threads=3)
+    lanes = [worker.lane(camera, handle_item=handler(camera), on_error=lambda error: None)
+             for camera in active]
+    worker.start()
+    try:
+        for item in range(40):
+            for lane in lanes:
+                lane.offer(item)
+                if item % 5 == 0:
+                    lane.submit(lambda: time.sleep(0.005))  # jobs are the lane's too
+            time.sleep(0.01)
+        assert all(lane.submit(lambda: True).result(timeout=5) for lane in lanes)
+    finally:
+        worker.stop()
+    assert len(overlaps) > 5 and not any(overlaps)
+    assert most_at_once[0] == 2  # both lanes at once, on two of the three threads
+
+
 # diagnostics ---------------------------------------------------------------------------
 def test_stats_and_status() -> None:
     stats = TrackingStats(window=100)

@@ -131,7 +131,7 @@ def test_launch_file_declares_every_argument() -> None:
     description = load_launch_file().generate_launch_description()
     declared = {a.name: a for a in description.entities if isinstance(a, DeclareLaunchArgument)}
     assert set(declared) == {"image", "params_file", "namespace", "rviz", "rviz_config",
-                             *launch_setup.PARAMETER_ARGUMENTS, "use_sim_time"}
+                             "cameras", *launch_setup.PARAMETER_ARGUMENTS, "use_sim_time"}
     assert declared["rviz"].choices == ["true", "false"]
     # Nothing starts until every argument is checked (one function builds the actions).
     assert isinstance(description.entities[-1], OpaqueFunction)
@@ -159,6 +159,33 @@ def test_rviz_starts_first_with_the_namespaced_config(tmp_path, monkeypatch) -> 
     assert "/robot1/sam2/overlay" in generated
     assert generated == [topic.replace("/sam2/", "/robot1/sam2/", 1)
                          for topic in rviz_topics(RVIZ_CONFIG.read_text())]
+
+
+@pytest.mark.parametrize("cameras, params_file", [("front,rear", "sam2.yaml"),
+                                                   ("", "sam2_cameras.yaml")])
+def test_rviz_shows_each_camera_from_the_argument_or_the_params_file(
+        tmp_path, monkeypatch, cameras, params_file) -> None:
+    needs_ros2_launch()
+    from launch import LaunchContext
+    from launch.logging import launch_config
+
+    fake = tmp_path / "rviz2_prefix"
+    (fake / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (fake / "share" / "ament_index" / "resource_index" / "packages" / "rviz2").touch()
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{fake}:{os.environ.get('AMENT_PREFIX_PATH', '')}")
+    monkeypatch.setattr(launch_config, "_log_dir", str(tmp_path))
+    context = LaunchContext()
+    context.launch_configurations.update(
+        {"rviz": "true", "namespace": "robot1", "rviz_config": str(RVIZ_CONFIG),
+         "params_file": str(ROOT / "config" / params_file), "image": "/cam",
+         "cameras": cameras, "launch-prefix": ""})
+    load_launch_file()._start(context)
+    generated = rviz_topics((tmp_path / "sam2.rviz").read_text())
+    assert {"/robot1/sam2/front/overlay", "/robot1/sam2/rear/overlay"} <= set(generated)
+    assert "/robot1/sam2/overlay" not in generated
+    context.launch_configurations["cameras"] = "front,9"
+    with pytest.raises(ValueError, match="cameras\\[1\\]='9': expected a ROS name segment"):
+        load_launch_file()._start(context)
 
 
 # `ros2 launch` for real ----------------------------------------------------------------

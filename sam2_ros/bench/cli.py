@@ -1,10 +1,11 @@
-"""`python -m sam2_ros.bench {engine,backends,depth}`: our tracker and Meta's reference on one stream.
+"""`python -m sam2_ros.bench {engine,backends,depth,cameras}`: our tracker and Meta's reference on one stream.
 
 engine    our tracker (torch backend) vs the reference: per-frame latency, FPS, memory; with
           --dtype bfloat16 on CPU, float32 and bfloat16 of both; --replay: stamped prompts.
 backends  every backend available here (torch, onnxruntime, tensorrt) and the reference, with
           per-part latencies and a bar plot.
 depth     per-object 3D from an aligned depth image (sam2_ros/bench/depth.py).
+cameras   one node serving N cameras vs N single-camera nodes (sam2_ros/bench/cameras.py).
 
 Both build the reference and our model from the same official-format weights (--checkpoint,
 or random weights saved in that format), feed them the same frames and clicks, and time
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from sam2_ros.backends import BackendUnavailable, make_backend
-from sam2_ros.bench import depth, report
+from sam2_ros.bench import cameras, depth, report
 from sam2_ros.bench.accuracy import VISIBLE_BIAS, compare_runners, make_visible
 from sam2_ros.bench.frames import load_frames
 from sam2_ros.bench.machine import machine_info
@@ -87,8 +88,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated bundled videos (test/data) or image directories for --accuracy-frames")
     sub.add_parser("backends", parents=[common], help="every available backend, per part, with a plot")
     depth.add_arguments(sub.add_parser("depth", help="per-object 3D from depth: median and p99 ms"))
+    cameras.add_arguments(sub.add_parser("cameras", help="one node with N cameras vs N nodes: "
+                                         "RSS and throughput"))
     args = parser.parse_args(argv)
-    if args.command == "depth":
+    if args.command in ("depth", "cameras"):
         return args
     if args.objects is None:
         args.objects = "1,4" if args.command == "engine" else "1,4,16"
@@ -249,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "depth":
         return depth.run(args)
+    if args.command == "cameras":
+        return cameras.run(args)
     try:
         objects = check_settings(args)
         frames, frames_described = load_frames(args.video)

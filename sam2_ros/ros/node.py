@@ -34,6 +34,7 @@ from visualization_msgs.msg import MarkerArray
 from sam2_ros.msg import ObjectMaskArray
 from sam2_ros.ros import conversions, services, visualization
 from sam2_ros.ros.box_history import BoxHistory
+from sam2_ros.ros.cameras import CameraHost
 from sam2_ros.ros.detections_input import DetectionsInput
 from sam2_ros.ros.depth_input import DepthInput
 from sam2_ros.ros.diagnostics import SessionFigures, TrackingStats, diagnostic_status
@@ -60,7 +61,11 @@ class Sam2Node(LifecycleNode):
     checks that no attribute of ours shadows one of the base class's).
     """
 
-    def __init__(self, node_name: str = "sam2", **kwargs) -> None:
+    def __init__(self, node_name: str = "sam2", *, camera: str = "",
+                 tracker_factory: Callable[[NodeConfig], object] | None = None,
+                 shared_worker: Worker | None = None, **kwargs) -> None:
+        """`camera`, `tracker_factory` and `shared_worker`: set by the node of several
+        cameras (sam2_ros.ros.cameras) on each camera's node."""
         super().__init__(node_name, **kwargs)
         declare_parameters(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -78,6 +83,11 @@ class Sam2Node(LifecycleNode):
         self._calls_lock = threading.Lock()
         self._rejected_frames = 0
         self._frame_age = 0.0  # s, ROS clock minus the stamp of the last published frame
+        self._last_received: float | None = None  # s, ROS clock at the last camera frame
+        self._camera_name = camera
+        self._tracker_factory = tracker_factory
+        self._shared_worker = shared_worker
+        self._cameras: CameraHost | None = None  # the camera nodes, with `cameras` set
 
     # Lifecycle ------------------------------------------------------------------------
     def _transition(self, name: str, action: Callable[[], None]) -> TransitionCallbackReturn:
@@ -100,20 +110,26 @@ class Sam2Node(LifecycleNode):
         """Build everything; on any failure (or Ctrl-C while the model loads) release what
         was made so far, so a later configure starts clean."""
         config = read_config(self)
-        self.get_logger().info(f"configuring: loading SAM 2 {config.model_size} "
+        loading = "sharing the model of" if self._tracker_factory else "loading"
+        self.get_logger().info(f"configuring: {loading} SAM 2 {config.model_size} "
                                f"({config.backend} on {config.device})")
         try:
             self._build(config)
         except BaseException:
             self._release()
             raise
-        self.get_logger().info(
-            f"configured: {config.model_size} at {config.image_size} px on {config.device} "
-            f"({config.dtype}); camera {self.resolve_topic_name(config.image_topic)}")
+        inputs = (f"cameras {list(config.cameras)}" if config.cameras
+                  else f"camera {self.resolve_topic_name(config.image_topic)}")
+        self.get_logger().info(f"configured: {config.model_size} at {config.image_size} px "
+                               f"on {config.device} ({config.dtype}); {inputs}")
 
     def _build(self, config: NodeConfig) -> None:
-        tracker = build_tracker(config, info=self.get_logger().info,
-                                warn=self.get_logger().warning)
+        if config.cameras:
+            self._build_cameras(config)
+            return
+        tracker = (self._tracker_factory(config) if self._tracker_factory is not None
+                   else build_tracker(config, info=self.get_logger().info,
+                                      warn=self.get_logger().warning))
         self._frames = FrameBuffer(capacity=config.frame_buffer_length,
                                    max_bytes=config.frame_buffer_bytes)
         self._boxes = BoxHistory(capacity=config.frame_buffer_length)  # for detections
@@ -125,16 +141,35 @@ class Sam2Node(LifecycleNode):
         self._rejected_frames = 0
         # Computed on the worker when the diagnostics timer asks (once per period).
         self._figures, self._figures_job = SessionFigures(), None
-        self._service_group = ReentrantCallbackGroup()
         self._camera_group = MutuallyExclusiveCallbackGroup()
         publisher = self.create_lifecycle_publisher
         self._masks_pub = publisher(ObjectMaskArray, "~/masks", 10)
         self._label_pub = publisher(Image, "~/label_image", 10)
         self._overlay_pub = publisher(Image, "~/overlay", 10)
         self._markers_pub = publisher(MarkerArray, "~/markers", 10)
-        self._diagnostics_pub = publisher(DiagnosticArray, "/diagnostics", 10)
         self._sam2_pubs = [self._masks_pub, self._label_pub, self._overlay_pub,
-                           self._markers_pub, self._diagnostics_pub]
+                           self._markers_pub]
+        self._serve(config)
+        self._depth_input = DepthInput.create(self, config)  # None without depth_topic
+        if self._shared_worker is not None:  # one camera of several: a lane of theirs
+            self._worker = self._shared_worker.lane(
+                self.get_name(), handle_item=self._session.track,
+                on_error=self._log_frame_error)
+        else:
+            self._worker = Worker(handle_item=self._session.track,
+                                  on_error=self._log_frame_error)
+        self._worker.start()
+        self.config = config
+        self._detections = DetectionsInput(
+            self, config, session=self._session, boxes=self._boxes, frames=self._frames,
+            submit=self._worker.submit, max_object_id=lambda: self._max_object_id)
+
+    def _serve(self, config: NodeConfig) -> None:
+        """Services, /diagnostics and its timer (also on a node of several cameras)."""
+        self._service_group = ReentrantCallbackGroup()
+        self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray,
+                                                                "/diagnostics", 10)
+        self._sam2_pubs.append(self._diagnostics_pub)
         for kind, name, callback in [(AddPrompt, "~/add_prompt", self._on_add_prompt),
                                      (RemoveObject, "~/remove_object", self._on_remove_object),
                                      (Trigger, "~/reset", self._on_reset)]:
@@ -143,13 +178,13 @@ class Sam2Node(LifecycleNode):
                 callback_group=self._service_group))
         self._diagnostics_timer = self.create_timer(config.diagnostics_period,
                                                     self._publish_diagnostics)
-        self._depth_input = DepthInput.create(self, config)  # None without depth_topic
-        self._worker = Worker(handle_item=self._session.track, on_error=self._log_frame_error)
-        self._worker.start()
+
+    def _build_cameras(self, config: NodeConfig) -> None:
+        """Several cameras: one model, one worker, a node per camera (cameras.py)."""
+        self._cameras = CameraHost(self, config)
+        self._cameras.build(node_factory=Sam2Node)
         self.config = config
-        self._detections = DetectionsInput(
-            self, config, session=self._session, boxes=self._boxes, frames=self._frames,
-            submit=self._worker.submit, max_object_id=lambda: self._max_object_id)
+        self._serve(config)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = self._transition("activate", self._subscribe)
@@ -157,6 +192,10 @@ class Sam2Node(LifecycleNode):
 
     def _subscribe(self) -> None:
         config = self.config
+        if self._cameras is not None:
+            self._cameras.activate()
+            self._active = True
+            return
         self._camera_subs.append(self.create_subscription(
             Image, config.image_topic, self._on_image, qos_profile_sensor_data,
             callback_group=self._camera_group))
@@ -188,6 +227,8 @@ class Sam2Node(LifecycleNode):
         self._camera_subs = []
         if self._detections is not None:
             self._detections.deactivate()
+        if self._cameras is not None:
+            self._cameras.deactivate()
 
     def _release(self) -> None:
         """Stop the worker and drop everything configure made (the model with it).
@@ -196,6 +237,9 @@ class Sam2Node(LifecycleNode):
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
+        if self._cameras is not None:
+            self._cameras.destroy()
+            self._cameras = None
         for service in self._sam2_srvs:
             self.destroy_service(service)
         self._sam2_srvs = []
@@ -225,6 +269,8 @@ class Sam2Node(LifecycleNode):
         self._unsubscribe()
         if self._worker is not None:
             self._worker.stop()
+        if self._cameras is not None:
+            self._cameras.stop_serving(timeout=timeout)
         deadline = time.monotonic() + timeout
         while self._calls_in_flight and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -238,7 +284,8 @@ class Sam2Node(LifecycleNode):
         """Validate a change; while configured apply a live one at once, refuse the others."""
         changes = {p.name: p.value for p in parameters if p.name in NodeConfig.__annotations__}
         try:
-            if (self.config is not None and changes.get("label_image_encoding") == "mono8"
+            if (self.config is not None and self._cameras is None
+                    and changes.get("label_image_encoding") == "mono8"
                     and max(self._session.object_ids, default=0) > 255):
                 raise ParameterError("label_image_encoding=mono8 holds ids up to 255 but "
                                      f"object ids {self._session.object_ids} are tracked")
@@ -251,11 +298,14 @@ class Sam2Node(LifecycleNode):
 
     def _apply_live(self, config: NodeConfig) -> None:
         old, self.config = self.config, config
-        self._session.max_objects = config.max_objects
         if config.diagnostics_period != old.diagnostics_period:
             self._diagnostics_timer.timer_period_ns = int(config.diagnostics_period * 1e9)
         changed = {name: value for name, value in vars(config).items()
                    if value != getattr(old, name)}
+        if self._cameras is not None:
+            self._cameras.apply_live(changed)
+        else:
+            self._session.max_objects = config.max_objects
         if changed:
             self.get_logger().info(f"parameters applied: {changed}")
 
@@ -279,7 +329,7 @@ class Sam2Node(LifecycleNode):
         worker, frames = self._worker, getattr(self, "_frames", None)
         if not self._active or worker is None or frames is None:
             return  # a frame still in flight while deactivating
-        received = self._now()
+        received = self._last_received = self._now()
         if not frames.accepts(header):
             return  # stamp not newer: the other input's copy, or out of order (counted)
         try:
@@ -340,6 +390,12 @@ class Sam2Node(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         """Publish now with the figures last computed, and ask the worker for fresh ones
         (one request at a time: a busy worker must not delay diagnostics)."""
+        if self._cameras is not None:  # each camera publishes its own status
+            status = self._cameras.status(now=self._now(),
+                                          silent_after=self.config.silent_after)
+            self._diagnostics_pub.publish(DiagnosticArray(
+                header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+            return
         if self._figures_job is None or self._figures_job.done():
             self._figures_job = self._worker.submit(self._compute_figures)
         status = diagnostic_status(
@@ -379,8 +435,25 @@ class Sam2Node(LifecycleNode):
             with self._calls_lock:
                 self._calls_in_flight -= 1
 
+    def _camera_node(self, camera: str) -> Sam2Node:
+        """The node serving `camera` (the request's field): a camera of this node, or this
+        node itself when it is that camera or the field is empty; KeyError otherwise."""
+        if self._cameras is not None:
+            return self._cameras.route(camera)
+        if camera in ("", self._camera_name):
+            return self
+        raise KeyError(f"unknown camera {camera!r}: this node serves "
+                       + (f"only camera {self._camera_name!r}" if self._camera_name
+                          else "one unnamed camera (leave the camera field empty)"))
+
     async def _on_add_prompt(self, request: AddPrompt.Request,
                              response: AddPrompt.Response) -> AddPrompt.Response:
+        try:
+            node = self._camera_node(request.camera)
+        except KeyError as error:
+            return self._failed(response, "add_prompt", error)
+        if node is not self:
+            return await node._on_add_prompt(request, response)
         try:
             prompt = services.prompt_from_request(request, max_object_id=self._max_object_id)
             frame, result = await self._run_job(lambda: self._session.add_prompt(prompt))
@@ -395,6 +468,12 @@ class Sam2Node(LifecycleNode):
     async def _on_remove_object(self, request: RemoveObject.Request,
                                 response: RemoveObject.Response) -> RemoveObject.Response:
         try:
+            node = self._camera_node(request.camera)
+        except KeyError as error:
+            return self._failed(response, "remove_object", error)
+        if node is not self:
+            return await node._on_remove_object(request, response)
+        try:
             services.check_object_id(request.object_id, max_object_id=self._max_object_id)
             await self._run_job(lambda: self._session.remove_object(request.object_id))
         except Exception as error:
@@ -404,6 +483,13 @@ class Sam2Node(LifecycleNode):
 
     async def _on_reset(self, request: Trigger.Request, response: Trigger.Response
                         ) -> Trigger.Response:
+        if self._cameras is not None:  # every camera
+            replies = [await node._on_reset(request, Trigger.Response())
+                       for node in self._cameras.nodes.values()]
+            response.success = all(reply.success for reply in replies)
+            response.message = "; ".join(f"{camera}: {reply.message}" for camera, reply
+                                         in zip(self._cameras.nodes, replies))
+            return response
         try:
             await self._run_job(self._session.reset)
         except Exception as error:

@@ -24,7 +24,9 @@ _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 # Parameters that apply while configured (the node reads them per frame or per call).
 LIVE = frozenset({"publish_masks", "publish_label_image", "label_image_encoding",
                   "publish_overlay", "publish_markers", "diagnostics_period", "max_objects",
-                  "service_timeout", "autostart"})
+                  "service_timeout", "autostart", "silent_after"})
+# A camera name is one ROS name segment: it names the camera's node (~/<camera>/...).
+_CAMERA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,16 @@ class NodeConfig:
     points_stride: int = 4
     publish_points: bool = True
     publish_detections_3d: bool = True
+    # Several cameras, one model (issue #17); empty = the one camera of image_topic.
+    cameras: tuple[str, ...] = ()
+    worker_threads: int = 0
+    encoder_batch_wait: float = 0.0
+    silent_after: float = 2.0
 
     def __post_init__(self) -> None:
         # ROS arrays arrive as lists (an empty YAML list as no value): keep a tuple.
         object.__setattr__(self, "classes", tuple(self.classes or ()))
+        object.__setattr__(self, "cameras", tuple(self.cameras or ()))
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,21 @@ SPECS: dict[str, _Spec] = {
     "publish_points": _Spec("Publish ~/points (PointCloud2: x, y, z, object_id) when depth is set."),
     "publish_detections_3d": _Spec("Publish ~/detections_3d (vision_msgs/Detection3DArray) when "
                                    "depth is set and vision_msgs is importable."),
+    "cameras": _Spec("Camera names (strings) served by one model; empty = one unnamed camera "
+                     "(image_topic, ~/masks, ...). Camera c gets a node ~/c with its own "
+                     "topics (~/c/masks, ...), services and objects; its inputs are the "
+                     "parameters c.image_topic (default c/image), c.compressed_image_topic, "
+                     "c.depth_topic, c.camera_info_topic and c.detections_topic."),
+    "worker_threads": _Spec("With cameras: threads serving the cameras' frames in turn (never "
+                            "two on one camera); 0 = one per camera (CPU: cameras in parallel "
+                            "like separate nodes), 1 = one thread for all (one GPU stream). "
+                            "backend tensorrt needs 1.", int_range=(0, 64, 1)),
+    "encoder_batch_wait": _Spec("With cameras and backend torch: seconds a camera's frame waits "
+                                "for the other cameras' to run the image encoder on them as one "
+                                "batch (with worker_threads above 1); 0 = off.",
+                                float_range=(0.0, 1.0)),
+    "silent_after": _Spec("Seconds without a frame after which diagnostics call a camera "
+                          "silent.", float_range=(0.1, 3600.0)),
 }
 
 
@@ -217,8 +240,25 @@ def field_problems(name: str, value: object) -> list[str]:
     if name == "classes" and not all(isinstance(c, int) and not isinstance(c, bool)
                                      for c in value or ()):
         problems.append(f"classes={list(value or ())!r}: expected integer class ids")
+    if name == "cameras":
+        problems += camera_name_problems(value)
     if name == "image_topic" and not value:
         problems.append("image_topic is empty: the node needs a camera topic")
+    return problems
+
+
+def camera_name_problems(names: tuple[str, ...] | list[str]) -> list[str]:
+    """What is wrong with a list of camera names (empty when each is a distinct ROS name
+    segment)."""
+    problems = []
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            problems.append(f"cameras[{index}]={name!r}: a camera name must not be empty")
+        elif not _CAMERA_NAME.match(name):
+            problems.append(f"cameras[{index}]={name!r}: expected a ROS name segment (letters, "
+                            f"digits and _, not starting with a digit)")
+        elif name in names[:index]:
+            problems.append(f"cameras[{index}]={name!r}: the name is used twice")
     return problems
 
 
@@ -226,6 +266,9 @@ def validate(config: NodeConfig) -> NodeConfig:
     """Return config unchanged, or raise ParameterError listing every bad value."""
     problems = [problem for field in dataclasses.fields(config)
                 for problem in field_problems(field.name, getattr(config, field.name))]
+    if config.cameras and config.backend == "tensorrt" and config.worker_threads != 1:
+        problems.append(f"worker_threads={config.worker_threads} with backend tensorrt: "
+                        f"expected 1 (an engine's context runs one call at a time)")
     if config.min_depth >= config.max_depth:
         problems.append(f"min_depth={config.min_depth} must be below max_depth={config.max_depth}")
     if problems:

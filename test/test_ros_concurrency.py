@@ -163,7 +163,7 @@ def test_outputs_and_diagnostics_stay_true(context) -> None:
         assert values(latest)["memory_bytes"] == "0"
 
         # Frames that fail to track are counted and make the status an ERROR.
-        def failing_track(frame):
+        def failing_track(frame, key=None):
             raise RuntimeError("device lost")
 
         tracker.track = failing_track

@@ -74,7 +74,11 @@ def test_missing_dependency_says_what_to_install(model: torch.nn.Module, monkeyp
 
 
 def test_torch_backend_rejects_gpu_options_on_cpu(model: torch.nn.Module) -> None:
-    with pytest.raises(ValueError, match="needs the model on CUDA"):
+    # Reduced precision on CPU: float16 is refused; bfloat16 wants weights cast once first.
+    with pytest.raises(ValueError, match="dtype float16 on CPU is refused"):
+        TorchBackend(model, dtype=torch.float16)
+    with pytest.raises(ValueError, match="weights must already be torch.bfloat16|needs native "
+                                         "bf16 matmuls"):  # the latter on CPUs without bf16
         TorchBackend(model, dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="cuda_graphs needs the model on CUDA"):
         TorchBackend(model, cuda_graphs=True)

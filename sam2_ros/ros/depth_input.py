@@ -9,7 +9,6 @@ node's diagnostics; 2D tracking never waits for depth nor depends on it.
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -23,6 +22,7 @@ from std_msgs.msg import Header
 from sam2_ros.msg import ObjectMaskArray
 from sam2_ros.ros import conversions, depth_msgs
 from sam2_ros.ros.frame_buffer import BufferedFrame, format_stamp, stamp_to_ns
+from sam2_ros.ros.optional_msgs import import_vision_msgs
 from sam2_ros.ros.parameters import NodeConfig
 from sam2_ros.ros.session import ObjectResultLike
 from sam2_ros.spatial.camera import CameraModelError, Intrinsics, check_same_view, depth_in_metres
@@ -150,13 +150,12 @@ class DepthInput:
 
     def _import_vision_msgs(self) -> ModuleType | None:
         """vision_msgs.msg, or None (said once): it has no PyPI wheel."""
-        try:
-            return importlib.import_module("vision_msgs.msg")
-        except ImportError as error:
+        vision_msgs = import_vision_msgs()
+        if vision_msgs is None:
             self._node.get_logger().info(
-                f"~/detections_3d is off: vision_msgs is not importable ({error}); install "
-                f"ros-<distro>-vision-msgs for it (the other 3D outputs work without it)")
-            return None
+                "~/detections_3d is off: vision_msgs is not importable; install "
+                "ros-<distro>-vision-msgs for it (the other 3D outputs work without it)")
+        return vision_msgs
 
     def destroy(self) -> None:
         for subscription in self._depth_subscriptions:

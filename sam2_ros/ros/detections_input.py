@@ -14,7 +14,6 @@ is refused and counted, with a throttled warning.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import threading
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from std_srvs.srv import SetBool
 from sam2_ros.ros.association import AssociationConfig, Associator, Detection, clip_box
 from sam2_ros.ros.box_history import BoxHistory, StaleStampError, frame_period_ns, mask_box
 from sam2_ros.ros.frame_buffer import FrameBuffer, FrameNotBufferedError, stamp_to_ns
+from sam2_ros.ros.optional_msgs import import_vision_msgs
 from sam2_ros.ros.parameters import NodeConfig
 from sam2_ros.ros.session import ObjectResultLike, Prompt, PromptError, TrackingSession
 
@@ -41,14 +41,6 @@ COUNTERS = ("detection_arrays", "detections_received", "detections_matched",
             "detections_filtered", "detections_dropped_stale", "detections_dropped_bad_box",
             "detections_dropped_bad_class", "detections_dropped_over_max",
             "detection_arrays_dropped_empty", "detection_arrays_paused", "detection_rounds_failed")
-
-
-def import_vision_msgs() -> ModuleType | None:
-    """`vision_msgs.msg`, or None where it is not installed."""
-    try:
-        return importlib.import_module("vision_msgs.msg")
-    except ImportError:
-        return None
 
 
 @dataclass(frozen=True)

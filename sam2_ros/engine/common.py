@@ -1,16 +1,11 @@
 """Small building blocks shared by several SAM 2 modules."""
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-# Attention scores materialized at once by the matmul path, in elements: queries are
-# processed in chunks so that a 1024 px memory attention never holds a (4096 x 28k) matrix.
-MATMUL_ATTENTION_CHUNK = 1 << 22
+from .matmul_attention import matmul_attention
 
 
 def dot_product_attention(
@@ -23,30 +18,13 @@ def dot_product_attention(
     """softmax(q k^T / sqrt(c) + mask) v for q: (..., Nq, c), k/v: (..., Nk, c); attn_mask
     bool (True = attend), broadcastable to (..., Nq, Nk).
 
-    bfloat16 on CPU goes through plain matmuls: oneDNN's bf16 GEMMs run ~3-4x faster than
-    float32 there, while the fused CPU SDPA kernel runs bf16 no faster than float32
-    (measured here, torch 2.13, AVX512_BF16: Hiera's windows 3.7 -> 1.2 ms, its global
-    blocks 8.9 -> 3.1 ms, memory self-attention 12 -> 1.7 ms). Scores are float32-accumulated by the
-    GEMM and rounded to bf16; softmax accumulates in float32. Everything else (float32, CUDA,
-    dropout while training) uses `F.scaled_dot_product_attention`.
+    bfloat16 on CPU goes through plain matmuls (`matmul_attention`: measured here, torch 2.13,
+    AVX512_BF16, fused SDPA in bf16 is no faster than float32 while bf16 GEMMs are ~3-4x).
+    Everything else (float32, CUDA, dropout while training) uses `F.scaled_dot_product_attention`.
     """
     if q.device.type != "cpu" or q.dtype != torch.bfloat16 or dropout_p > 0.0:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
-    # Scores leave the GEMM rounded to bf16, an error proportional to their size. Softmax is
-    # blind to a per-query constant, so the keys' mean is taken out first (q.mean(k) is such a
-    # constant): smaller scores, smaller rounding. Scale folded in, one rounding in all.
-    k32 = k.float()
-    keys = (k32 - k32.mean(dim=-2, keepdim=True)) * (1.0 / math.sqrt(q.shape[-1]))  # (..., Nk, c)
-    keys_t = keys.to(q.dtype).transpose(-1, -2)  # (..., c, Nk)
-    rows = max(1, MATMUL_ATTENTION_CHUNK // max(1, math.prod(k.shape[:-1])))
-    outputs = []
-    for start in range(0, q.shape[-2], rows):
-        scores = q[..., start : start + rows, :] @ keys_t  # (..., rows, Nk)
-        if attn_mask is not None:
-            mask = attn_mask if attn_mask.shape[-2] == 1 else attn_mask[..., start : start + rows, :]
-            scores = scores.masked_fill(~mask, float("-inf"))
-        outputs.append(torch.softmax(scores, dim=-1) @ v)  # (..., rows, c)
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
+    return matmul_attention(q, k, v, attn_mask=attn_mask)
 
 
 class MLP(nn.Module):

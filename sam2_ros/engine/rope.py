@@ -65,7 +65,38 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     if x.shape[-2] % n:
         raise ValueError(f"RoPE expects a multiple of {n} tokens (frames of the grid), got {x.shape[-2]}")
     lead = x.shape[:-2]
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and not torch.compiler.is_compiling():
+        return _apply_rope_paired(x, cos, sin)
     pairs = x.float().reshape(*lead, x.shape[-2] // n, n, half, 2)  # (..., K, N, head_dim/2, 2)
     even, odd = pairs[..., 0], pairs[..., 1]  # (..., K, N, head_dim/2)
     rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)  # (..., K, N, head_dim/2, 2)
     return rotated.reshape(x.shape).type_as(x)
+
+
+def _apply_rope_paired(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """`apply_rope` for bf16 on CPU in fewer passes over x: x * cos' + swap(x) * sin', with
+    cos' = (cos, cos) and sin' = (-sin, sin) per pair and swap exchanging each pair's two
+    channels. The products and sum run in float32 (the tables are float32), rounded once."""
+    n, half = cos.shape
+    cos2, sin2 = _paired_tables(cos, sin)  # (N, head_dim) each
+    frames = x.reshape(*x.shape[:-2], x.shape[-2] // n, n, 2 * half)  # (..., K, N, head_dim)
+    swapped = frames.unflatten(-1, (half, 2)).flip(-1).flatten(-2)  # (..., K, N, head_dim)
+    out = frames * cos2  # float32
+    out.addcmul_(swapped, sin2)
+    return out.reshape(x.shape).to(x.dtype)
+
+
+def _paired_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, cos) and (-sin, sin) interleaved per channel pair: (N, head_dim) each, cached
+    for the shared tables of `axial_tables`."""
+    key = (cos.data_ptr(), sin.data_ptr(), tuple(cos.shape))
+    tables = _PAIRED.get(key)
+    if tables is None or tables[0] is not cos:
+        with torch.inference_mode(False), torch.no_grad():
+            paired = (cos.repeat_interleave(2, dim=-1), torch.stack((-sin, sin), dim=-1).flatten(-2))
+        tables = (cos, paired)
+        _PAIRED[key] = tables
+    return tables[1]
+
+
+_PAIRED: dict[tuple[int, int, tuple[int, ...]], tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = {}

@@ -125,7 +125,7 @@ class MemoryAttentionLayer(nn.Module):
         keys = memory + memory_pos if self.pos_enc_at_cross_attn_keys else memory  # (B, M, Cm)
         h = self.cross_attn_image(h, keys, memory, num_k_exclude_rope=num_k_exclude_rope, attn_mask=attn_mask)
         x = x + self.dropout2(h)
-        h = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(x)))))  # (B, HW, C)
+        h = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(x)), inplace=True)))  # (B, HW, C)
         return x + self.dropout3(h)
 
 

@@ -76,14 +76,18 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 def _apply_rope_paired(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """`apply_rope` for bf16 on CPU in fewer passes over x: x * cos' + swap(x) * sin', with
     cos' = (cos, cos) and sin' = (-sin, sin) per pair and swap exchanging each pair's two
-    channels. The products and sum run in float32 (the tables are float32), rounded once."""
+    channels. The products and sum run in float32 (the tables are float32), rounded once.
+    One grid of tokens at a time, so that the float32 temporaries stay in cache."""
     n, half = cos.shape
     cos2, sin2 = _paired_tables(cos, sin)  # (N, head_dim) each
-    frames = x.reshape(*x.shape[:-2], x.shape[-2] // n, n, 2 * half)  # (..., K, N, head_dim)
-    swapped = frames.unflatten(-1, (half, 2)).flip(-1).flatten(-2)  # (..., K, N, head_dim)
-    out = frames * cos2  # float32
-    out.addcmul_(swapped, sin2)
-    return out.reshape(x.shape).to(x.dtype)
+    frames = x.reshape(-1, n, 2 * half)  # (M, N, head_dim), M = lead * K
+    out = torch.empty(frames.shape, dtype=x.dtype, device=x.device)
+    for i in range(frames.shape[0]):
+        frame = frames[i]  # (N, head_dim)
+        rotated = frame * cos2  # float32
+        rotated.addcmul_(frame.unflatten(-1, (half, 2)).flip(-1).flatten(-2), sin2)
+        out[i].copy_(rotated)
+    return out.reshape(x.shape)
 
 
 def _paired_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -428,6 +428,28 @@ def test_worker_threads_serve_lanes_in_parallel_never_one_lane_twice() -> None:
     assert most_at_once[0] == 2  # both lanes at once, on two of the three threads
 
 
+def test_worker_runs_on_thread_start_first_in_each_of_its_threads() -> None:
+    started: list[str] = []
+    handled: list[tuple[str, bool]] = []
+
+    def handle(item: int) -> None:
+        handled.append((threading.current_thread().name, threading.current_thread().name in started))
+
+    worker: Worker[int] = Worker(handle_item=handle, name="test_start", threads=2,
+                                 on_thread_start=lambda: started.append(threading.current_thread().name))
+    worker.start()
+    try:
+        worker.offer(1)
+        assert worker.submit(lambda: True).result(timeout=5)
+        deadline = time.monotonic() + 5
+        while not handled and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+    assert sorted(started) == ["test_start_0", "test_start_1"]
+    assert handled and all(ready for _, ready in handled)
+
+
 # diagnostics ---------------------------------------------------------------------------
 def test_stats_and_status() -> None:
     stats = TrackingStats(window=100)

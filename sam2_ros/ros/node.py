@@ -20,7 +20,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -81,6 +81,7 @@ class Sam2Node(LifecycleNode):
         self._shutting_down = False
         self._calls_in_flight = 0
         self._calls_lock = threading.Lock()
+        self._accept_lock = threading.Lock()  # camera frames, one at a time (see _camera_group)
         self._rejected_frames = 0
         self._frame_age = 0.0  # s, ROS clock minus the stamp of the last published frame
         self._last_received: float | None = None  # s, ROS clock at the last camera frame
@@ -141,7 +142,11 @@ class Sam2Node(LifecycleNode):
         self._rejected_frames = 0
         # Computed on the worker when the diagnostics timer asks (once per period).
         self._figures, self._figures_job = SessionFigures(), None
-        self._camera_group = MutuallyExclusiveCallbackGroup()
+        # Reentrant, ordered by `_accept_lock`: in a mutually exclusive group, a frame that
+        # arrives while the previous one converts is "ready but blocked", and rclpy's
+        # multi-threaded executor spins on it holding the GIL (measured: 2 cameras on one
+        # node fell to ~1 frame/s each, the workers waiting for the GIL).
+        self._camera_group = ReentrantCallbackGroup()
         publisher = self.create_lifecycle_publisher
         self._masks_pub = publisher(ObjectMaskArray, "~/masks", 10)
         self._label_pub = publisher(Image, "~/label_image", 10)
@@ -326,6 +331,10 @@ class Sam2Node(LifecycleNode):
 
     def _accept(self, header: Header, convert: Callable[[], np.ndarray]) -> None:
         """Convert, buffer, and hand the frame to the worker; never blocks on tracking."""
+        with self._accept_lock:  # one frame of this camera at a time, in arrival order
+            self._accept_locked(header, convert)
+
+    def _accept_locked(self, header: Header, convert: Callable[[], np.ndarray]) -> None:
         worker, frames = self._worker, getattr(self, "_frames", None)
         if not self._active or worker is None or frames is None:
             return  # a frame still in flight while deactivating
@@ -504,6 +513,9 @@ class Sam2Node(LifecycleNode):
         return response
 
 
+GIL_SWITCH_INTERVAL = 2e-4  # s, see main()
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the node until SIGINT or SIGTERM (exit 0, also while the model still loads);
     exit 1 when autostart cannot configure or activate it.
@@ -514,6 +526,11 @@ def main(args: list[str] | None = None) -> int:
     once it is free (after a model load): new calls refused, queued ones answered
     "shutting down", then the executor (spinning in its own thread) and the context go.
     """
+    # The worker releases the GIL in every torch op and takes it back after; while an
+    # executor thread runs Python, each take-back can wait out a whole switch interval
+    # (5 ms by default). Measured, nano @ 128 px, 2 cameras on one node: ~1 frame/s at
+    # 5 ms, 44 at 0.2 ms.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     requests: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):

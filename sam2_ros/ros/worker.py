@@ -38,11 +38,13 @@ class Worker(Generic[Item]):
 
     def __init__(self, *, handle_item: Callable[[Item], None] | None = None,
                  on_error: Callable[[BaseException], None] | None = None,
-                 name: str = "sam2_worker", threads: int = 1) -> None:
+                 name: str = "sam2_worker", threads: int = 1,
+                 on_thread_start: Callable[[], None] | None = None) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self._name = name
         self._thread_count = threads
+        self._on_thread_start = on_thread_start  # run first in each of the threads
         self._lanes: dict[str, _Lane] = {}
         if handle_item is not None:
             self._lanes[_MAIN] = _Lane(handle_item, on_error or (lambda error: None))
@@ -144,6 +146,8 @@ class Worker(Generic[Item]):
         return None
 
     def _run(self) -> None:
+        if self._on_thread_start is not None:
+            self._on_thread_start()
         while True:
             with self._wake:
                 task = None

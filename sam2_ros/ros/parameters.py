@@ -190,7 +190,8 @@ SPECS: dict[str, _Spec] = {
                      "c.depth_topic, c.camera_info_topic and c.detections_topic."),
     "worker_threads": _Spec("With cameras: threads serving the cameras' frames in turn (never "
                             "two on one camera); 0 = one per camera (CPU: cameras in parallel "
-                            "like separate nodes), 1 = one thread for all (one GPU stream). "
+                            "like separate nodes), 1 = one thread for all (one GPU stream); "
+                            "each thread's torch ops get cores / threads intra-op threads. "
                             "backend tensorrt needs 1.", int_range=(0, 64, 1)),
     "encoder_batch_wait": _Spec("With cameras and backend torch: seconds a camera's frame waits "
                                 "for the other cameras' to run the image encoder on them as one "

@@ -18,7 +18,8 @@ from PIL import Image
 
 from sam2_ros.engine import StreamingTracker, build_model, load_checkpoint
 from sam2_ros.engine.feature_cache import FeatureCache, feature_tensors, frame_feature_bytes
-from sam2_ros.engine.precision import check_dtype, cpu_bf16_instructions, matmul_weights_dtype
+from sam2_ros.engine.precision import (check_dtype, cpu_bf16_instructions, inference_context,
+                                       matmul_weights_dtype, run_float32)
 
 DATA = Path(__file__).resolve().parent / "data"
 NANO = Path(__file__).resolve().parents[1] / "weights" / "sam2_nano.pt"
@@ -61,6 +62,23 @@ def test_bf16_casts_matmul_weights_once() -> None:
     assert tracker.model is model and matmul_weights_dtype(model) == torch.bfloat16
     assert model.image_encoder.trunk.blocks[0].norm1.weight.dtype == torch.float32  # norms stay float32
     assert model.no_mem_embed.dtype == torch.float32
+    # The mask decoder's transformer stays float32 (precision.FLOAT32_PARTS), its MLPs bf16.
+    assert matmul_weights_dtype(model.sam_mask_decoder.transformer) == torch.float32
+    assert model.sam_mask_decoder.output_hypernetworks_mlps[0].layers[0].weight.dtype == torch.bfloat16
+
+
+@needs_cpu_bf16
+def test_float32_part_runs_in_float32_under_cpu_autocast() -> None:
+    model = build_model("tiny", 64)
+    StreamingTracker(model, dtype=torch.bfloat16)
+    transformer = model.sam_mask_decoder.transformer
+    src, pe, tokens = torch.randn(1, 256, 4, 4), torch.randn(1, 256, 4, 4), torch.randn(1, 7, 256)
+    with inference_context(torch.device("cpu"), torch.bfloat16):
+        hs, keys = run_float32(transformer, src.bfloat16(), pe, tokens.bfloat16())
+    assert hs.dtype == keys.dtype == torch.float32
+    with torch.inference_mode():
+        expected_hs, expected_keys = transformer(src.bfloat16().float(), pe, tokens.bfloat16().float())
+    assert torch.equal(hs, expected_hs) and torch.equal(keys, expected_keys)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

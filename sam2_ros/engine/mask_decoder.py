@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .common import MLP, LayerNorm2d
+from .precision import run_float32
 from .transformer import TwoWayTransformer
 
 
@@ -123,7 +124,8 @@ class MaskDecoder(nn.Module):
         # One image serving several prompt sets broadcasts instead of being copied.
         src = (image_embeddings + dense_prompt_embeddings).expand(b, -1, -1, -1)  # (B, C, h, w)
         _, c, h, w = src.shape
-        hs, src = self.transformer(src, image_pe, tokens)  # (B, T, C), (B, hw, C)
+        # float32 on the CPU bf16 path (precision.FLOAT32_PARTS); a plain call otherwise.
+        hs, src = run_float32(self.transformer, src, image_pe, tokens)  # (B, T, C), (B, hw, C)
         obj_token_out = hs[:, 0]  # (B, C)
         iou_token_out = hs[:, 1]  # (B, C)
         mask_tokens_out = hs[:, 2 : 2 + self.num_mask_tokens]  # (B, M+1, C)

@@ -63,6 +63,11 @@ def check_dtype(device: torch.device, dtype: torch.dtype, *, flags: frozenset[st
 
 # Modules whose weights only ever feed a matmul or convolution: the ones cast to bf16.
 MATMUL_MODULES = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+# Parts kept in float32 on the CPU bf16 path (run through `run_float32`): the mask decoder's
+# two-way transformer. Its bf16 rounding was the largest single error against Meta's float32
+# (tiny @ 512, blocks, 8 frames: mask IoU mean 0.9940 in bf16, 0.9967 with it in float32;
+# Meta's own bf16 autocast 0.9952), and it is a few ms of a ~300 ms frame.
+FLOAT32_PARTS = ("sam_mask_decoder.transformer",)
 
 
 def prepare_model(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
@@ -71,14 +76,25 @@ def prepare_model(model: nn.Module, device: torch.device, dtype: torch.dtype) ->
 
     Everything else (norms, embeddings added to activations, position encodings) stays
     float32, so that under autocast the residual streams stay float32 as in a float32 model
-    run under autocast: only the matmuls and convolutions run in bf16.
+    run under autocast: only the matmuls and convolutions run in bf16. The `FLOAT32_PARTS`
+    keep their float32 weights and run in float32 (`run_float32`).
     """
     model = model.to(device)
     if device.type == "cpu" and dtype == torch.bfloat16:
+        kept = {id(m) for name in FLOAT32_PARTS for m in model.get_submodule(name).modules()}
         for module in model.modules():
-            if isinstance(module, MATMUL_MODULES):
+            if isinstance(module, MATMUL_MODULES) and id(module) not in kept:
                 module.to(dtype)
     return model.eval()
+
+
+def run_float32(module: nn.Module, *inputs: torch.Tensor) -> object:
+    """module(*inputs), in float32 with CPU autocast off when autocast is on and the module's
+    weights are float32 (a part `prepare_model` keeps at full precision); else a plain call."""
+    if not torch.is_autocast_enabled("cpu") or matmul_weights_dtype(module) != torch.float32:
+        return module(*inputs)
+    with torch.autocast("cpu", enabled=False):
+        return module(*(x.float() for x in inputs))
 
 
 def matmul_weights_dtype(model: nn.Module) -> torch.dtype:

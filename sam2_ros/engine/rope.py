@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 
 import torch
 
@@ -91,16 +92,18 @@ def _apply_rope_paired(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) ->
 
 
 def _paired_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, cos) and (-sin, sin) interleaved per channel pair: (N, head_dim) each, cached
-    for the shared tables of `axial_tables`."""
-    key = (cos.data_ptr(), sin.data_ptr(), tuple(cos.shape))
-    tables = _PAIRED.get(key)
-    if tables is None or tables[0] is not cos:
+    """(cos, cos) and (-sin, sin) interleaved per channel pair: (N, head_dim) each, kept as
+    long as the tables they come from (those of `axial_tables` are cached and shared)."""
+    entry = _PAIRED.get(id(cos))
+    if entry is None or entry[0] is not sin:
         with torch.inference_mode(False), torch.no_grad():
-            paired = (cos.repeat_interleave(2, dim=-1), torch.stack((-sin, sin), dim=-1).flatten(-2))
-        tables = (cos, paired)
-        _PAIRED[key] = tables
-    return tables[1]
+            entry = (sin, cos.repeat_interleave(2, dim=-1), torch.stack((-sin, sin), dim=-1).flatten(-2))
+        if id(cos) not in _PAIRED:
+            weakref.finalize(cos, _PAIRED.pop, id(cos), None)  # forgotten with the table
+        _PAIRED[id(cos)] = entry
+    return entry[1], entry[2]
 
 
-_PAIRED: dict[tuple[int, int, tuple[int, ...]], tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = {}
+# id of a cos table -> (its sin table, cos', sin'); an entry goes when its cos table does.
+# (Keyed by id: a WeakKeyDictionary would compare tensors with ==, elementwise.)
+_PAIRED: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
